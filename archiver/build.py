@@ -1,0 +1,171 @@
+"""Pack a model directory into <store>/<name>-<version>.mar with torch-model-archiver.
+
+A model directory is what the ML engineer delivers:
+    model.py, model-config.yaml, and artifacts/ written by its train.py
+    (weights.pt, reference_stats.json, golden_set.json).
+
+Beside each archive goes <name>-<version>.json: its sha256 and how it was built
+(git commit, time, reference statistics, golden set, handler and
+TorchServe settings from model-config.yaml). The
+control plane reads it for smoke tests and drift detection without opening
+the archive. Archives are immutable: an existing version is never overwritten.
+"""
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HANDLER_DIR = REPO_ROOT / "handlers"
+HANDLER = HANDLER_DIR / "tabular_handler.py"
+HANDLER_EXTRAS = [HANDLER_DIR / name for name in ("tabular_codec.py", "ts_fastpath.py", "input_publisher.py")]
+ARTIFACTS = ("weights.pt", "reference_stats.json", "golden_set.json")
+VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){0,2}")  # used with fullmatch: no trailing newline
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+class ArchiveError(Exception):
+    """A build that cannot go ahead; the message says what and why."""
+
+
+@dataclass(frozen=True)
+class BuiltArchive:
+    name: str
+    version: str
+    path: Path
+    metadata_path: Path
+    sha256: str
+
+
+def archive_path(store: Path, name: str, version: str) -> Path:
+    return store / f"{name}-{version}.mar"
+
+
+def metadata_path(archive: Path) -> Path:
+    return archive.with_suffix(".json")
+
+
+def read_metadata(archive: Path) -> dict:
+    """The metadata written beside an archive by build_archive."""
+    path = metadata_path(archive)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArchiveError(f"no metadata beside {archive} (expected {path}); was it built by the archiver?") from None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _check_inputs(model_dir: Path, version: str) -> tuple[str, dict]:
+    if not model_dir.is_dir():
+        raise ArchiveError(f"model directory {model_dir} does not exist")
+    name = model_dir.resolve().name
+    if not NAME_RE.fullmatch(name):
+        raise ArchiveError(f"model name {name!r} (the directory name) must match {NAME_RE.pattern}")
+    if not VERSION_RE.fullmatch(version):
+        raise ArchiveError(f"version {version!r} must be numbers separated by dots, e.g. 1.0 or 2.1.3")
+    for required in ("model.py", "model-config.yaml"):
+        if not (model_dir / required).is_file():
+            raise ArchiveError(f"{model_dir / required} is missing")
+    for artifact in ARTIFACTS:
+        if not (model_dir / "artifacts" / artifact).is_file():
+            raise ArchiveError(
+                f"{model_dir / 'artifacts' / artifact} is missing; train first: python {model_dir / 'train.py'}"
+            )
+    try:
+        config = yaml.safe_load((model_dir / "model-config.yaml").read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ArchiveError(f"{model_dir / 'model-config.yaml'} is not valid YAML: {exc}") from None
+    if not isinstance(config, dict):
+        raise ArchiveError(f"{model_dir / 'model-config.yaml'} must be a mapping")
+    return name, config
+
+
+def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
+    """Build one versioned archive and its metadata.
+
+    Args:
+        model_dir: the model directory (model.py, model-config.yaml, artifacts/).
+        version: the version to stamp, e.g. "1.0"; must not exist in the store yet.
+        store: the local model store the archive goes into.
+    Returns:
+        Where the archive and its metadata were written, and the archive's sha256.
+    Raises:
+        ArchiveError: missing or invalid inputs, or the version already exists.
+    """
+    from model_archiver.model_archiver_config import ModelArchiverConfig
+    from model_archiver.model_packaging import generate_model_archive
+
+    model_dir = Path(model_dir)
+    name, config = _check_inputs(model_dir, version)
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    target = archive_path(store, name, version)
+    if target.exists() or metadata_path(target).exists():
+        raise ArchiveError(f"{target} already exists; archives are immutable, pick a new version")
+
+    artifacts = model_dir / "artifacts"
+    with tempfile.TemporaryDirectory(dir=store) as tmp:
+        generate_model_archive(
+            ModelArchiverConfig(
+                model_name=name,
+                handler=str(HANDLER),
+                version=version,
+                serialized_file=str(artifacts / "weights.pt"),
+                model_file=str(model_dir / "model.py"),
+                extra_files=",".join(
+                    [str(p) for p in HANDLER_EXTRAS]
+                    + [str(artifacts / "reference_stats.json"), str(artifacts / "golden_set.json")]
+                ),
+                config_file=str(model_dir / "model-config.yaml"),
+                export_path=tmp,
+            )
+        )
+        built = Path(tmp) / f"{name}.mar"
+        digest = sha256_of(built)
+        metadata = {
+            "model_name": name,
+            "version": version,
+            "archive": target.name,
+            "sha256": digest,
+            "git_commit": _git_commit(),
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "reference_stats": json.loads((artifacts / "reference_stats.json").read_text()),
+            "golden_set": json.loads((artifacts / "golden_set.json").read_text()),
+            "handler": config.get("handler", {}),
+            "torchserve": {k: v for k, v in config.items() if k != "handler"},
+        }
+        meta_tmp = Path(tmp) / "metadata.json"
+        meta_tmp.write_text(json.dumps(metadata, indent=2) + "\n")
+        # Metadata first, archive last: an archive in the store always has its metadata.
+        shutil.move(meta_tmp, metadata_path(target))
+        shutil.move(built, target)
+    return BuiltArchive(name, version, target, metadata_path(target), digest)

@@ -1,0 +1,88 @@
+"""A real stack for the integration tests: both TorchServe colours and Nginx,
+on free ports, with their own state, logs and model store under tmp.
+
+The stack is the repository's config/stack.yaml with ports and paths replaced,
+started and stopped by the same code as `make up` / `make down`.
+"""
+
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from archiver import build_archive
+from twinserve import stack as stack_mod
+from twinserve.settings import DEFAULT_STACK, REPO_ROOT, Stack, parse_stack
+
+pytestmark = pytest.mark.integration
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def stack_description(root: Path, **nginx_overrides) -> dict:
+    """config/stack.yaml with free ports and every path under `root`."""
+    raw = yaml.safe_load(DEFAULT_STACK.read_text())
+    ports = iter(free_ports(4 + 5 * len(raw["colours"]) + len(raw["monitoring"])))
+    raw["nginx"].update(port=next(ports), admin_port=next(ports), **nginx_overrides)
+    for section in ("monitoring", "drift"):
+        for key in raw[section]:
+            if key.endswith("_port"):
+                raw[section][key] = next(ports)
+    for colour in raw["colours"].values():
+        for key in list(colour):
+            colour[key] = next(ports)
+    raw["var_dir"] = str(root / "var")
+    raw["state_dir"] = str(root / "state")
+    raw["model_store"] = str(root / "model_store")
+    raw["models"]["regressor"]["dir"] = str(root / "models" / "regressor")
+    return raw
+
+
+def train(model_dir: Path, seed: int) -> None:
+    subprocess.run(
+        [sys.executable, str(model_dir / "train.py"), "--seed", str(seed), "--epochs", "10"],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    """A model directory (copied from models/regressor) with archives 1.0 and 1.1 built."""
+    root = tmp_path_factory.mktemp("twinserve")
+    model_dir = root / "models" / "regressor"
+    shutil.copytree(REPO_ROOT / "models" / "regressor", model_dir, ignore=shutil.ignore_patterns("artifacts"))
+    train(model_dir, seed=42)
+    build_archive(model_dir, "1.0", root / "model_store")
+    train(model_dir, seed=7)
+    build_archive(model_dir, "1.1", root / "model_store")
+    return root
+
+
+@pytest.fixture(scope="session")
+def stack(workdir) -> Stack:
+    """The running stack; always stopped at the end of the session."""
+    raw = stack_description(workdir)
+    path = workdir / "stack.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    s = parse_stack(raw, path)
+    try:
+        stack_mod.up(s)
+        yield s
+    finally:
+        stack_mod.down(s)

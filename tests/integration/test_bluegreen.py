@@ -1,0 +1,198 @@
+"""Blue/green against the real stack: routing, deploy, swap, rollback, restarts.
+
+The tests run in file order and share one stack; each says what it expects
+of production, and the order below is the story an operator would live.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import threading
+
+import pytest
+import requests
+
+from archiver import read_metadata
+from tests.integration.conftest import free_ports
+from twinserve import deploy, nginx, promote, torchserve
+from twinserve import stack as stack_mod
+from twinserve.errors import ConfigError, PreflightError
+from twinserve.settings import REPO_ROOT
+from twinserve.state import production_file, read_deployments, read_production
+from twinserve.swapcheck import swaps_under_load
+
+pytestmark = pytest.mark.integration
+ROW = {"data": [0.2, 0.6]}
+
+
+def predict(stack, path="/predict"):
+    return requests.post(f"{stack.nginx.url}{path}", json=ROW, timeout=10)
+
+
+def served(stack, path="/predict"):
+    response = predict(stack, path)
+    assert response.status_code == 200, response.text
+    return response.headers["X-Served-By"], response.headers["X-Model-Version"]
+
+
+def cli(stack, script, *args):
+    env = {**os.environ, "TWINSERVE_STACK": str(stack.path)}
+    return subprocess.run([str(REPO_ROOT / "scripts" / script), *args], env=env, capture_output=True, text=True)
+
+
+def test_new_install_blue_is_production_green_is_staging(stack):
+    assert served(stack) == ("blue", "1.0")
+    assert served(stack, "/test/predict") == ("green", "1.0")
+    result = cli(stack, "which_is_production.sh")
+    assert result.returncode == 0
+    assert result.stdout.strip() == "production is BLUE"
+
+
+def test_deploy_reaches_staging_while_production_keeps_answering(stack, workdir):
+    answers, stop = [], threading.Event()
+
+    def production_traffic():
+        while not stop.is_set():
+            answers.append(served(stack))
+
+    thread = threading.Thread(target=production_traffic)
+    thread.start()
+    try:
+        result = cli(stack, "deploy_model.sh", str(stack.model_store / "regressor-1.1.mar"))
+    finally:
+        stop.set()
+        thread.join()
+    assert result.returncode == 0, result.stderr
+    assert "regressor 1.1 is on green" in result.stdout
+    assert answers and set(answers) == {("blue", "1.0")}
+    assert served(stack, "/test/predict") == ("green", "1.1")
+    versions = [d["modelVersion"] for d in torchserve.Management(stack, "green").describe("regressor")]
+    assert versions == ["1.1"], "older versions on staging are retired"
+    assert read_deployments(stack) == {"blue": {"regressor": "1.0"}, "green": {"regressor": "1.1"}}
+
+
+def test_deploy_refuses_an_archive_outside_the_model_store(stack, tmp_path):
+    outside = tmp_path / "regressor-1.1.mar"
+    shutil.copy(stack.model_store / "regressor-1.1.mar", outside)
+    with pytest.raises(ConfigError, match="not in the model store"):
+        deploy.deploy(stack, outside)
+    result = cli(stack, "deploy_model.sh", str(tmp_path / "nothing-here"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "error:" in result.stderr
+
+
+def test_swap_is_refused_when_the_smoke_test_fails(stack):
+    meta_path = stack.model_store / "regressor-1.1.json"
+    original = meta_path.read_text()
+    meta = json.loads(original)
+    meta["golden_set"][0]["output"] += 1.0
+    meta_path.write_text(json.dumps(meta))
+    try:
+        result = cli(stack, "swap_deploy.sh")
+    finally:
+        meta_path.write_text(original)
+    assert result.returncode == 1
+    assert "smoke test of green 1.1" in result.stderr and result.stderr.count("\n") == 1
+    assert read_production(stack) == "blue"
+    assert nginx.get_production(stack) == "blue"
+    assert served(stack) == ("blue", "1.0")
+
+
+def test_swap_promotes_staging(stack):
+    result = cli(stack, "swap_deploy.sh")
+    assert result.returncode == 0, result.stderr
+    assert served(stack) == ("green", "1.1")
+    assert served(stack, "/test/predict") == ("blue", "1.0")
+    assert cli(stack, "which_is_production.sh").stdout.strip() == "production is GREEN"
+    assert production_file(stack).read_text().strip() == "green"
+
+
+def test_rollback_returns_to_the_previous_colour(stack):
+    result = cli(stack, "rollback.sh")
+    assert result.returncode == 0, result.stderr
+    assert served(stack) == ("blue", "1.0")
+    assert cli(stack, "which_is_production.sh").stdout.strip() == "production is BLUE"
+
+
+def test_swaps_and_a_deploy_under_load_fail_no_request(stack, workdir):
+    """The bounded CI version of `make swapcheck`: wrk -c50 keep-alive on /predict."""
+    before = read_production(stack)
+    result = swaps_under_load(stack, swaps=6, deploy_source=workdir / "models" / "regressor")
+    report = result.report
+    assert report.requests > 1000
+    assert report.socket_errors == 0
+    assert report.non_2xx == 0
+    assert "regressor 1.2 is on" in result.deployed
+    assert read_production(stack) == before  # an even number of swaps
+    assert nginx.get_production(stack) == before
+
+
+def test_access_logs_are_split_by_route_with_upstream_timing(stack):
+    predict(stack)
+    predict(stack, "/test/predict")
+    logs = stack.var_dir / "logs"
+    for name, path in (("access_production.log", "/predict"), ("access_test.log", "/test/predict")):
+        deadline_lines = (logs / name).read_text().splitlines()
+        assert deadline_lines, f"{name} is empty"
+        assert all(f"POST {path} " in line for line in deadline_lines)
+        assert "urt=" in deadline_lines[-1] and "colour=" in deadline_lines[-1]
+
+
+def test_a_colour_that_is_down_gives_json_502_and_cannot_be_promoted(stack):
+    staging = stack.other(read_production(stack))
+    torchserve.stop(stack, staging)
+    try:
+        response = predict(stack, "/test/predict")
+        assert response.status_code == 502
+        assert "error" in response.json()
+        assert response.headers["X-Served-By"] == staging
+        with pytest.raises(PreflightError, match=f"{staging} is down"):
+            promote.swap(stack)
+        assert predict(stack).status_code == 200
+        assert requests.get(f"{stack.nginx.url}/healthz", timeout=5).status_code == 200
+    finally:
+        assert stack_mod.up(stack) == [torchserve.process_name(staging)]
+    assert predict(stack, "/test/predict").status_code == 200
+
+
+def test_state_survives_a_restart(stack):
+    promote.swap(stack)
+    production = read_production(stack)
+    deployments = read_deployments(stack)
+    stack_mod.down(stack)
+    with pytest.raises(requests.ConnectionError):
+        predict(stack)
+    stack_mod.up(stack)
+    assert read_production(stack) == production
+    assert served(stack) == (production, deployments[production]["regressor"])
+    staging = stack.other(production)
+    assert served(stack, "/test/predict") == (staging, deployments[staging]["regressor"])
+
+
+def test_rate_limit_gives_json_429(stack, tmp_path):
+    """A second Nginx, rendered with a tiny rate, in front of the same colours."""
+    port, admin_port = free_ports(2)
+    strict = dataclasses.replace(
+        stack,
+        var_dir=tmp_path,
+        nginx=dataclasses.replace(stack.nginx, port=port, admin_port=admin_port, rate_per_second=1, rate_burst=1),
+    )
+    nginx.start(strict)
+    try:
+        nginx.wait_ready(strict)
+        statuses = [predict(strict).status_code for _ in range(10)]
+        assert 200 in statuses and 429 in statuses
+        limited = predict(strict)
+        assert limited.status_code == 429
+        assert "too many requests" in limited.json()["error"]
+    finally:
+        nginx.stop(strict)
+
+
+def test_golden_set_matches_the_archive_that_answers(stack):
+    production = read_production(stack)
+    version = read_deployments(stack)[production]["regressor"]
+    golden = read_metadata(stack.model_store / f"regressor-{version}.mar")["golden_set"]
+    assert predict(stack).json()["output"] == pytest.approx(golden[0]["output"], abs=1e-6)

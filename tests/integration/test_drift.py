@@ -1,0 +1,214 @@
+"""Drift detection against the real broker: the stack's publisher and consumer,
+and DriftConsumer driven in-process on topics of its own."""
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from kafka import KafkaProducer
+from prometheus_client import CollectorRegistry
+
+from simulator.kafka_producer.stream import Drift, messages
+from twinserve import monitoring, processes
+from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
+from twinserve.models import archive_for
+from twinserve.settings import REPO_ROOT
+
+from .helpers import poll, scrape, total
+
+pytestmark = pytest.mark.integration
+
+
+def prometheus_query(stack, query: str) -> list:
+    url = f"http://127.0.0.1:{stack.monitoring.prometheus_port}/api/v1/query"
+    return requests.get(url, params={"query": query}, timeout=10).json()["data"]["result"]
+
+
+def consumer_metrics(stack) -> dict:
+    return scrape(f"http://127.0.0.1:{stack.drift.consumer_metrics_port}/metrics")
+
+
+def rows_counted(stack) -> float:
+    """Input rows the stack's drift consumer has seen, over every model version."""
+    return total(consumer_metrics(stack), "twinserve_drift_count", feature="x1")
+
+
+def settled_count(stack) -> float:
+    """The consumer's row count once it has stopped changing (earlier tests' traffic drained)."""
+    last = [None]
+
+    def stable():
+        now = rows_counted(stack)
+        done, last[0] = now == last[0], now
+        return done
+
+    poll(stable, timeout=60, every=2)
+    return last[0]
+
+
+def send(stack, route, body, n):
+    def one(_):
+        r = requests.post(f"{stack.nginx.url}{route}", json=body, timeout=10)
+        return r.status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_production_inputs_reach_the_consumer_and_staging_inputs_do_not(stack):
+    before = settled_count(stack)
+    assert send(stack, "/test/predict", {"data": [[0.1, 0.2]] * 3}, 20) == [200] * 20
+    assert send(stack, "/predict", {"data": [[0.3, 0.4], [0.5, 0.6]]}, 25) == [200] * 25
+    assert send(stack, "/predict", {"data": [0.1, "x"]}, 5) == [400] * 5  # bad requests publish nothing
+    assert poll(lambda: rows_counted(stack) >= before + 50, timeout=60), (before, rows_counted(stack))
+    assert settled_count(stack) == before + 50
+
+
+@pytest.fixture
+def topic(stack):
+    """A topic of this test's own, so the stack's consumer and other tests do not interfere."""
+    return f"drift-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def reference(stack):
+    return archive_for(stack, "regressor", "1.0")[1]["reference_stats"]
+
+
+class Running:
+    """A DriftConsumer consuming in a thread, with its own metrics registry."""
+
+    def __init__(self, stack, topic, reference, group="drift-test", bootstrap=None):
+        settings = ConsumerSettings(
+            bootstrap or stack.drift.bootstrap, topic, group_id=group, window=500, min_samples=100
+        )
+        self.registry = CollectorRegistry()
+        self.consumer = DriftConsumer(settings, self.registry, references={("regressor", "1.0"): reference})
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.consumer.run, args=(self.stop,), daemon=True)
+        self.thread.start()
+
+    def value(self, name, **labels):
+        return self.registry.get_sample_value(name, labels)
+
+    def processed(self) -> float:
+        return self.value("twinserve_drift_messages_total") or 0
+
+    def z(self, feature):
+        return self.value("twinserve_drift_zscore", model="regressor", version="1.0", feature=feature)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def publish(stack, topic, raws):
+    producer = KafkaProducer(bootstrap_servers=stack.drift.bootstrap, linger_ms=5)
+    for raw in raws:
+        producer.send(topic, raw)
+    producer.flush(30)
+    producer.close()
+
+
+def test_an_undrifted_stream_stays_calm_and_a_one_std_shift_crosses_the_threshold(stack, topic, reference):
+    publish(stack, topic, messages("regressor", "1.0", reference, 600, seed=1))
+    running = Running(stack, topic, reference)
+    try:
+        assert poll(lambda: running.processed() == 600, timeout=90, every=0.5), running.processed()
+        assert abs(running.z("x1")) < 3 and abs(running.z("x2")) < 3
+        # 150 of the window's 500 inputs shifted by one std: z ~ 150 / sqrt(500) ~ 6.7
+        publish(stack, topic, messages("regressor", "1.0", reference, 150, drift=Drift("x1", 1.0), seed=2))
+        assert poll(lambda: running.processed() == 750, timeout=60, every=0.5), running.processed()
+        assert running.z("x1") > 4
+        assert abs(running.z("x2")) < 3
+    finally:
+        running.close()
+
+
+def test_malformed_messages_are_skipped_and_counted(stack, topic, reference):
+    good = list(messages("regressor", "1.0", reference, 10, seed=3))
+    publish(stack, topic, [*good[:5], b"not json", b'{"model": "regressor"}', *good[5:]])
+    running = Running(stack, topic, reference)
+    try:
+        assert poll(lambda: running.processed() == 10, timeout=90, every=0.5), running.processed()
+        assert running.value("twinserve_drift_invalid_messages_total", reason="malformed") == 2
+    finally:
+        running.close()
+
+
+def test_a_restarted_consumer_resumes_from_its_committed_offset(stack, topic, reference):
+    publish(stack, topic, messages("regressor", "1.0", reference, 300, seed=4))
+    first = Running(stack, topic, reference, group="resume")
+    try:
+        assert poll(lambda: first.processed() == 300, timeout=90, every=0.5), first.processed()
+    finally:
+        first.close()
+    publish(stack, topic, messages("regressor", "1.0", reference, 200, seed=5))
+    second = Running(stack, topic, reference, group="resume")
+    try:
+        assert poll(lambda: second.processed() == 200, timeout=90, every=0.5), second.processed()
+        assert poll(lambda: second.processed() > 200, timeout=5, every=1) is False  # nothing counted twice
+    finally:
+        second.close()
+
+
+def test_a_consumer_without_a_broker_reports_it_and_stops_cleanly(stack, topic, reference):
+    from .conftest import free_ports
+
+    running = Running(stack, topic, reference, bootstrap=f"127.0.0.1:{free_ports(1)[0]}")
+    try:
+        assert poll(lambda: running.value("twinserve_drift_broker_up") == 0, timeout=30, every=0.5)
+        assert running.processed() == 0
+    finally:
+        running.close()
+
+
+def test_the_simulators_drift_on_x1_shows_in_prometheus_and_x2_stays_calm(stack):
+    """The demo of the README: python -m simulator.kafka_producer --feature x1 --shift 1."""
+    simulate = [sys.executable, "-m", "simulator.kafka_producer", "--messages", "1000", "--feature", "x1"]
+    subprocess.run(
+        [*simulate, "--shift", "1", "--drift-after", "400", "--seed", "11"],
+        env={**os.environ, "TWINSERVE_STACK": str(stack.path)}, cwd=REPO_ROOT, check=True, timeout=120,
+    )  # fmt: skip
+
+    def zscores():
+        result = prometheus_query(stack, 'twinserve_drift_zscore{model="regressor",version="1.0"}')
+        z = {r["metric"]["feature"]: float(r["value"][1]) for r in result}
+        return z if z.get("x1", 0) > 4 else None
+
+    z = poll(zscores, timeout=60)
+    assert z, prometheus_query(stack, "twinserve_drift_zscore")
+    # the last 500 inputs are all shifted by one std: z ~ sqrt(500) ~ 22
+    assert z["x1"] > 15
+    assert abs(z["x2"]) < 3
+
+
+def test_predictions_go_on_while_the_broker_is_down_and_publishing_resumes(stack):
+    """Last in this file: it stops and restarts the stack's broker."""
+    broker = next(s for s in monitoring.services(stack) if s.name == "broker")
+    exporter = f"http://127.0.0.1:{stack.monitoring.exporter_port}/metrics"
+    dropped_before = total(scrape(exporter), "twinserve_inputs_rows_dropped_total")
+    assert processes.stop(stack, "broker")
+    try:
+        assert send(stack, "/predict", {"data": [0.2, 0.6]}, 200) == [200] * 200
+        assert poll(
+            lambda: total(scrape(exporter), "twinserve_inputs_rows_dropped_total") > dropped_before, timeout=60
+        ), "the publisher did not count the inputs it could not send"
+        broker_down = lambda: consumer_metrics(stack)[("twinserve_drift_broker_up", frozenset())] == 0  # noqa: E731
+        assert poll(broker_down, timeout=60), "the drift consumer did not notice the broker is down"
+    finally:
+        monitoring.start(stack, broker)
+        processes.wait_ready(broker.ready_url, 30)
+    before = rows_counted(stack)
+
+    def inputs_flow_again():
+        send(stack, "/predict", {"data": [0.2, 0.6]}, 10)
+        return rows_counted(stack) > before
+
+    assert poll(inputs_flow_again, timeout=120, every=3)

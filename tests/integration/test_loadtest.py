@@ -1,0 +1,43 @@
+"""The Locust gate against the real stack: it passes a healthy stack and fails a missed threshold."""
+
+import csv
+
+import pytest
+
+from twinserve import loadtest
+
+pytestmark = pytest.mark.integration
+
+
+def run(stack, tmp_path, *extra):
+    return loadtest.main(
+        [
+            "--host",
+            stack.nginx.url,
+            "--users",
+            "10",
+            "--spawn-rate",
+            "10",
+            "--seconds",
+            "6",
+            "--out",
+            str(tmp_path),
+            *extra,
+        ]
+    )
+
+
+def test_a_healthy_stack_passes_and_invalid_requests_count_as_answered(stack, tmp_path, capsys):
+    assert run(stack, tmp_path, "--route", "/test/predict") == 0
+    assert "loadtest: passed" in capsys.readouterr().out
+    with (tmp_path / "locust_stats.csv").open() as f:
+        rows = {row["Name"]: row for row in csv.DictReader(f)}
+    assert int(rows["invalid (expects 400)"]["Request Count"]) > 0
+    assert int(rows["invalid (expects 400)"]["Failure Count"]) == 0
+    assert int(rows["Aggregated"]["Failure Count"]) == 0
+    assert (tmp_path / "locust.html").stat().st_size > 0
+
+
+def test_a_missed_threshold_fails_the_gate(stack, tmp_path, capsys):
+    assert run(stack, tmp_path, "--min-rps", "1000000") == 1
+    assert "requests/s < 1000000" in capsys.readouterr().err

@@ -1,0 +1,212 @@
+"""archiver/build.py: versioned, immutable archives with their metadata, built into a temporary store."""
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from archiver import ArchiveError, build_archive, read_metadata
+from archiver.build import HANDLER_EXTRAS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REGRESSOR = REPO_ROOT / "models" / "regressor"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A copy of models/regressor with artifacts from its own train.py (small and fast), trained once."""
+    model_dir = tmp_path_factory.mktemp("models") / "regressor"  # the directory name is the model name
+    model_dir.mkdir()
+    for name in ("model.py", "train.py", "model-config.yaml"):
+        shutil.copy(REGRESSOR / name, model_dir / name)
+    threads, deterministic, saved_path = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        sys.path[:],
+    )
+    try:
+        spec = importlib.util.spec_from_file_location("regressor_train_copy", model_dir / "train.py")
+        train = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(train)
+        assert train.main(["--epochs", "2", "--samples", "512"]) == 0  # default --out: artifacts/ beside the copy
+    finally:
+        sys.path[:] = saved_path
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    return model_dir
+
+
+@pytest.fixture
+def model_dir(trained, tmp_path):
+    """A private copy per test, so tests may break it."""
+    return Path(shutil.copytree(trained, tmp_path / "src" / "regressor"))
+
+
+@pytest.fixture
+def store(tmp_path):
+    return tmp_path / "store"
+
+
+def test_builds_the_archive_and_its_metadata(model_dir, store):
+    built = build_archive(model_dir, "1.2", store)
+    assert built.name == "regressor"
+    assert built.version == "1.2"
+    assert built.path == store / "regressor-1.2.mar"
+    assert built.metadata_path == store / "regressor-1.2.json"
+    assert sorted(p.name for p in store.iterdir()) == ["regressor-1.2.json", "regressor-1.2.mar"]
+
+
+def test_metadata_records_the_sha256_of_the_archive(model_dir, store):
+    built = build_archive(model_dir, "1.0", store)
+    digest = hashlib.sha256(built.path.read_bytes()).hexdigest()
+    assert built.sha256 == digest
+    meta = read_metadata(built.path)
+    assert meta["sha256"] == digest
+    assert (meta["model_name"], meta["version"], meta["archive"]) == ("regressor", "1.0", "regressor-1.0.mar")
+
+
+def test_metadata_carries_the_artifacts_and_the_model_config(model_dir, store):
+    meta = read_metadata(build_archive(model_dir, "1.0", store).path)
+    artifacts = model_dir / "artifacts"
+    assert meta["reference_stats"] == json.loads((artifacts / "reference_stats.json").read_text())
+    assert meta["golden_set"] == json.loads((artifacts / "golden_set.json").read_text())
+    config = yaml.safe_load((model_dir / "model-config.yaml").read_text())
+    assert meta["handler"] == config["handler"]
+    assert meta["torchserve"] == {k: v for k, v in config.items() if k != "handler"}
+    assert "handler" not in meta["torchserve"]
+    assert meta["built_at"].endswith("+00:00")
+    assert meta["git_commit"]
+
+
+def test_archive_holds_the_model_the_handler_and_its_modules(model_dir, store):
+    built = build_archive(model_dir, "2.0.1", store)
+    with zipfile.ZipFile(built.path) as mar:
+        names = set(mar.namelist())
+        manifest = json.loads(mar.read("MAR-INF/MANIFEST.json"))
+        weights = mar.read("weights.pt")
+    assert manifest["model"]["modelName"] == "regressor"
+    assert manifest["model"]["modelVersion"] == "2.0.1"
+    assert manifest["model"]["handler"] == "tabular_handler.py"
+    assert manifest["model"]["serializedFile"] == "weights.pt"
+    assert manifest["model"]["modelFile"] == "model.py"
+    expected = {"model.py", "tabular_handler.py", "model-config.yaml", "reference_stats.json", "golden_set.json"}
+    assert expected | {p.name for p in HANDLER_EXTRAS} <= names
+    assert weights == (model_dir / "artifacts" / "weights.pt").read_bytes()
+
+
+def test_refuses_to_overwrite_an_existing_version(model_dir, store):
+    built = build_archive(model_dir, "1.0", store)
+    before = built.path.read_bytes(), built.metadata_path.read_text()
+    with pytest.raises(ArchiveError, match="already exists"):
+        build_archive(model_dir, "1.0", store)
+    assert (built.path.read_bytes(), built.metadata_path.read_text()) == before
+    assert sorted(p.name for p in store.iterdir()) == ["regressor-1.0.json", "regressor-1.0.mar"]
+
+
+def test_metadata_alone_also_blocks_the_version(model_dir, store):
+    """A half-finished earlier build (metadata written, archive not moved yet) is not overwritten either."""
+    store.mkdir()
+    (store / "regressor-1.0.json").write_text("{}")
+    with pytest.raises(ArchiveError, match="already exists"):
+        build_archive(model_dir, "1.0", store)
+    assert not (store / "regressor-1.0.mar").exists()
+
+
+def test_another_version_goes_beside_the_first(model_dir, store):
+    first = build_archive(model_dir, "1.0", store)
+    second = build_archive(model_dir, "1.1", store)
+    assert first.path.is_file() and second.path.is_file()
+    assert read_metadata(second.path)["version"] == "1.1"
+
+
+def test_missing_model_directory(tmp_path, store):
+    with pytest.raises(ArchiveError, match="does not exist"):
+        build_archive(tmp_path / "nowhere", "1.0", store)
+    assert not store.exists()
+
+
+@pytest.mark.parametrize("artifact", ["weights.pt", "reference_stats.json", "golden_set.json"])
+def test_missing_artifact_says_to_train_first(model_dir, store, artifact):
+    (model_dir / "artifacts" / artifact).unlink()
+    with pytest.raises(ArchiveError, match=f"{artifact} is missing; train first"):
+        build_archive(model_dir, "1.0", store)
+    assert not store.exists()
+
+
+@pytest.mark.parametrize("required", ["model.py", "model-config.yaml"])
+def test_missing_model_file(model_dir, store, required):
+    (model_dir / required).unlink()
+    with pytest.raises(ArchiveError, match=f"{required} is missing"):
+        build_archive(model_dir, "1.0", store)
+
+
+TRAILING_NEWLINE = pytest.param("1.0\n", id="trailing newline")  # "$" once let 'regressor-1.0\n.mar' through
+
+
+@pytest.mark.parametrize(
+    "version", ["", "v1.0", "1.0-rc1", "1.", "1..0", "1.0.0.0", "../1.0", "latest", TRAILING_NEWLINE]
+)
+def test_bad_version_string(model_dir, store, version):
+    with pytest.raises(ArchiveError, match="must be numbers separated by dots"):
+        build_archive(model_dir, version, store)
+    assert not store.exists()
+
+
+@pytest.mark.parametrize("version", ["1", "1.0", "2.1.3", "10.20"])
+def test_good_version_strings_are_accepted(model_dir, store, version):
+    assert build_archive(model_dir, version, store).path.name == f"regressor-{version}.mar"
+
+
+def test_directory_name_must_be_a_valid_model_name(model_dir, tmp_path, store):
+    bad = model_dir.rename(tmp_path / "Bad-Name")
+    with pytest.raises(ArchiveError, match="model name 'Bad-Name'"):
+        build_archive(bad, "1.0", store)
+
+
+def test_model_config_must_be_a_yaml_mapping(model_dir, store):
+    (model_dir / "model-config.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(ArchiveError, match="must be a mapping"):
+        build_archive(model_dir, "1.0", store)
+    (model_dir / "model-config.yaml").write_text("handler: [unclosed\n")
+    with pytest.raises(ArchiveError, match="not valid YAML"):
+        build_archive(model_dir, "1.0", store)
+
+
+def test_read_metadata_of_an_archive_without_it(tmp_path):
+    with pytest.raises(ArchiveError, match="no metadata beside"):
+        read_metadata(tmp_path / "regressor-9.9.mar")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "python"), "-m", "archiver", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_missing_directory_exits_non_zero_with_one_line(tmp_path):
+    result = cli("build", str(tmp_path / "nowhere"), "--version", "1.0", "--store", str(tmp_path / "store"))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("archiver: error: model directory ")
+    assert "does not exist" in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_cli_bad_version_exits_non_zero_with_one_line(model_dir, tmp_path):
+    result = cli("build", str(model_dir), "--version", "one", "--store", str(tmp_path / "store"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "version 'one' must be numbers separated by dots" in result.stderr

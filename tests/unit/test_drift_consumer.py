@@ -1,0 +1,80 @@
+"""DriftConsumer.process: the statistics and metrics it keeps, without a broker."""
+
+import json
+import math
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from simulator.kafka_producer.stream import Drift, messages
+from twinserve.drift.consumer import ConsumerSettings, DriftConsumer, load_references
+from twinserve.drift.messages import encode
+
+REFERENCE = {
+    "x1": {"count": 1000, "mean": 0.5, "std": math.sqrt(1 / 12)},
+    "x2": {"count": 1000, "mean": 0.5, "std": 0.3},
+}
+
+
+def make_consumer(tmp_path, window=500, min_samples=100):
+    settings = ConsumerSettings("unused:9092", "inputs", window=window, min_samples=min_samples, model_store=tmp_path)
+    registry = CollectorRegistry()
+    return DriftConsumer(settings, registry, references={("regressor", "1.0"): REFERENCE}), registry
+
+
+def sample(registry, name, **labels):
+    return registry.get_sample_value(name, labels)
+
+
+def test_statistics_and_zscores_are_exported_per_model_version_and_feature(tmp_path):
+    consumer, registry = make_consumer(tmp_path)
+    assert consumer.process(encode("regressor", "1.0", ["x1", "x2"], [[0.2, 0.6], [0.4, 0.8]]))
+    labels = {"model": "regressor", "version": "1.0", "feature": "x1"}
+    assert sample(registry, "twinserve_drift_count", **labels) == 2
+    assert sample(registry, "twinserve_drift_mean", **labels) == pytest.approx(0.3)
+    assert sample(registry, "twinserve_drift_window_count", **labels) == 2
+    assert sample(registry, "twinserve_drift_reference_mean", **labels) == 0.5
+    assert sample(registry, "twinserve_drift_zscore", **labels) is None  # below min_samples
+    assert sample(registry, "twinserve_drift_messages_total") == 1
+
+
+def test_a_seeded_undrifted_stream_stays_calm_and_a_shift_is_detected(tmp_path):
+    consumer, registry = make_consumer(tmp_path)
+    labels = {"model": "regressor", "version": "1.0", "feature": "x1"}
+    for raw in messages("regressor", "1.0", REFERENCE, 1000, seed=3):
+        consumer.process(raw)
+    assert abs(sample(registry, "twinserve_drift_zscore", **labels)) < 3
+    drifted = messages("regressor", "1.0", REFERENCE, 200, drift=Drift("x1", 1.0, after=0), seed=4)
+    for raw in drifted:
+        consumer.process(raw)
+    # 200 of the window's 500 values moved by one std: z ~ 200/sqrt(500) ~ 9
+    assert sample(registry, "twinserve_drift_zscore", **labels) > 4
+    assert abs(sample(registry, "twinserve_drift_zscore", model="regressor", version="1.0", feature="x2")) < 3
+
+
+def test_malformed_and_unknown_messages_are_counted_and_skipped(tmp_path):
+    consumer, registry = make_consumer(tmp_path)
+    assert not consumer.process(b"{broken")
+    assert not consumer.process(encode("regressor", "9.9", ["x1", "x2"], [[0.1, 0.2]]))
+    assert not consumer.process(encode("regressor", "1.0", ["x7"], [[0.1]]))
+    assert sample(registry, "twinserve_drift_invalid_messages_total", reason="malformed") == 1
+    assert sample(registry, "twinserve_drift_invalid_messages_total", reason="no reference statistics") == 2
+    assert sample(registry, "twinserve_drift_messages_total") == 0
+    assert consumer.process(encode("regressor", "1.0", ["x1", "x2"], [[0.1, 0.2]]))
+
+
+def test_references_of_a_version_deployed_later_are_picked_up_from_the_model_store(tmp_path):
+    consumer, registry = make_consumer(tmp_path)
+    meta = {"model_name": "regressor", "version": "2.0", "reference_stats": REFERENCE}
+    (tmp_path / "regressor-2.0.json").write_text(json.dumps(meta))
+    (tmp_path / "garbage.json").write_text("not json")
+    assert consumer.process(encode("regressor", "2.0", ["x1", "x2"], [[0.1, 0.2]]))
+    assert set(load_references(tmp_path)) == {("regressor", "2.0")}
+
+
+def test_the_simulated_stream_is_reproducible_and_refuses_an_unknown_feature():
+    first = list(messages("regressor", "1.0", REFERENCE, 5, rows_per_message=3, seed=9))
+    assert first == list(messages("regressor", "1.0", REFERENCE, 5, rows_per_message=3, seed=9))
+    assert first != list(messages("regressor", "1.0", REFERENCE, 5, rows_per_message=3, seed=10))
+    with pytest.raises(ValueError, match="unknown feature"):
+        list(messages("regressor", "1.0", REFERENCE, 5, drift=Drift("x9", 1.0)))

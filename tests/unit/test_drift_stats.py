@@ -1,0 +1,65 @@
+import math
+import random
+import statistics
+
+import pytest
+
+from twinserve.drift.stats import FeatureDrift, Welford, Window, zscore
+
+
+def test_welford_matches_the_statistics_module():
+    rng = random.Random(1)
+    values = [rng.gauss(1e6, 3.0) for _ in range(5000)]  # a large offset: the naive formula loses digits here
+    w = Welford()
+    for v in values:
+        w.add(v)
+    assert w.n == len(values)
+    assert w.mean == pytest.approx(statistics.fmean(values), rel=1e-12)
+    assert w.std == pytest.approx(statistics.stdev(values), rel=1e-9)
+
+
+def test_welford_of_fewer_than_two_values_has_zero_variance():
+    w = Welford()
+    assert w.variance == 0.0
+    w.add(5.0)
+    assert (w.n, w.mean, w.variance) == (1, 5.0, 0.0)
+
+
+def test_window_keeps_only_the_last_values():
+    window = Window(size=3)
+    for v in [1.0, 2.0, 3.0, 4.0, 5.0]:
+        window.add(v)
+    assert window.n == 3
+    assert window.mean == pytest.approx(4.0)
+    assert Window(size=3).mean == 0.0
+
+
+def test_zscore_is_the_window_mean_in_standard_errors():
+    # window mean 0.6, reference 0.5 ± 0.2, n = 400: standard error 0.01, z = 10
+    assert zscore(0.6, 400, 0.5, 0.2, min_samples=100) == pytest.approx(10.0)
+    assert zscore(0.4, 400, 0.5, 0.2, min_samples=100) == pytest.approx(-10.0)
+
+
+def test_zscore_is_none_below_the_minimum_sample_count():
+    assert zscore(0.9, 99, 0.5, 0.2, min_samples=100) is None
+    assert zscore(0.9, 0, 0.5, 0.2, min_samples=0) is None
+
+
+@pytest.mark.parametrize("std", [0.0, -1.0, math.inf, math.nan])
+def test_zscore_refuses_a_degenerate_reference(std):
+    with pytest.raises(ValueError, match="reference std"):
+        zscore(0.5, 200, 0.5, std, min_samples=1)
+
+
+def test_feature_drift_z_follows_a_shift():
+    rng = random.Random(7)
+    drift = FeatureDrift(window_size=500)
+    for _ in range(1000):
+        drift.add(rng.uniform(0.0, 1.0))
+    calm = drift.z(0.5, math.sqrt(1 / 12), min_samples=100)
+    assert abs(calm) < 4
+    for _ in range(500):  # the whole window moves by one reference std
+        drift.add(rng.uniform(0.0, 1.0) + math.sqrt(1 / 12))
+    shifted = drift.z(0.5, math.sqrt(1 / 12), min_samples=100)
+    assert shifted > 15  # ~ 1 * sqrt(500) = 22
+    assert drift.overall.n == 1500

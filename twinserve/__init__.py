@@ -1,0 +1,1 @@
+"""twinserve's control plane: stack launcher, deploy, swap, rollback."""

@@ -1,0 +1,1 @@
+"""make bench: twinserve against the peers a user would pick instead."""

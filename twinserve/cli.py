@@ -1,0 +1,65 @@
+"""twinserve's command line: each verb calls one function of the control plane.
+
+    up, down, status   twinserve.stack
+    deploy             twinserve.deploy
+    swap, rollback     twinserve.promote
+    which              twinserve.promote
+
+A failure prints one line, `twinserve <verb>: error: ...`, and exits non-zero.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from twinserve import deploy, promote, stack
+from twinserve.errors import TwinserveError
+from twinserve.settings import load_stack
+
+
+def _up(s, args):
+    started = stack.up(s)
+    print(f"started: {', '.join(started) or 'nothing (already running)'}")
+    print("\n".join(stack.urls(s)))
+    print(promote.which(s))
+
+
+def _down(s, args):
+    stopped = stack.down(s)
+    print(f"stopped: {', '.join(stopped) or 'nothing (was not running)'}")
+
+
+VERBS = {
+    "up": (_up, "start the native stack (builds the demo archive if missing)"),
+    "down": (_down, "stop everything `up` started"),
+    "status": (lambda s, a: print("\n".join(stack.status(s))), "processes, colours and versions"),
+    "deploy": (lambda s, a: print(deploy.deploy(s, a.source, a.version)), "put a model version on staging"),
+    "swap": (lambda s, a: print(promote.swap(s)), "promote staging to production"),
+    "rollback": (lambda s, a: print(promote.rollback(s)), "return production to the previous colour"),
+    "which": (lambda s, a: print(promote.which(s)), "print which colour is production"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="twinserve", description="Blue/green TorchServe behind Nginx.")
+    p.add_argument("--stack", type=Path, help="stack description (default: $TWINSERVE_STACK or config/stack.yaml)")
+    sub = p.add_subparsers(dest="verb", required=True)
+    for verb, (_, help_text) in VERBS.items():
+        sp = sub.add_parser(verb, help=help_text)
+        if verb == "deploy":
+            sp.add_argument("source", type=Path, help="an archive in model_store/ or a model directory")
+            sp.add_argument("version", nargs="?", help="version to build from a model directory (default: next minor)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_stack(args.stack)
+        VERBS[args.verb][0](settings, args)
+    except TwinserveError as exc:
+        print(f"twinserve {args.verb}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0

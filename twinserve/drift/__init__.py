@@ -1,0 +1,1 @@
+"""Drift detection: production inputs from Kafka, compared with the training data."""

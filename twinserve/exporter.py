@@ -1,0 +1,95 @@
+"""twinserve's own Prometheus exporter: what only the control plane knows.
+
+Read at every scrape (nothing cached, nothing to drift): which colour is
+production (the state file), which model version each colour serves and how
+many of its workers are ready (each colour's management API, on loopback),
+and how many production input rows the workers published to the broker or dropped.
+
+    python -m twinserve.exporter     # listens on monitoring.exporter_port
+"""
+
+import json
+import time
+
+import requests
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from twinserve.errors import ServiceError
+from twinserve.settings import Stack, load_stack
+from twinserve.state import read_production
+from twinserve.torchserve import Management, publisher_stats_dir
+
+
+class ControlPlaneCollector:
+    def __init__(self, stack: Stack):
+        self.stack = stack
+
+    def collect(self):
+        production = read_production(self.stack)
+        prod = GaugeMetricFamily("twinserve_production", "1 for the colour /predict is routed to.", labels=["colour"])
+        up = GaugeMetricFamily("twinserve_colour_up", "1 if the colour's management API answers.", labels=["colour"])
+        info = GaugeMetricFamily(
+            "twinserve_model_version_info", "The default version each colour serves.",
+            labels=["colour", "role", "model", "version"],
+        )  # fmt: skip
+        workers = GaugeMetricFamily(
+            "twinserve_ready_workers", "Workers in state READY.", labels=["colour", "model", "version"]
+        )
+        for colour in self.stack.colours:
+            prod.add_metric([colour], 1.0 if colour == production else 0.0)
+            role = "production" if colour == production else "staging"
+            client = Management(self.stack, colour, timeout=2.0)
+            try:
+                for model in self.stack.models:
+                    default = client.default_version(model)
+                    for description in client.describe(model):
+                        version = description["modelVersion"]
+                        ready = sum(w.get("status") == "READY" for w in description.get("workers", []))
+                        workers.add_metric([colour, model, version], ready)
+                        if version == default:
+                            info.add_metric([colour, role, model, version], 1.0)
+                up.add_metric([colour], 1.0)
+            except (ServiceError, requests.RequestException, ValueError, KeyError):
+                up.add_metric([colour], 0.0)
+        yield from (prod, up, info, workers)
+        yield from self._publisher_counters()
+
+    def _publisher_counters(self):
+        """Sums of the input publishers' counters (handlers/input_publisher.py) per colour."""
+        families = {
+            key: CounterMetricFamily(f"twinserve_inputs_{key}", help_text, labels=["colour"])
+            for key, help_text in (
+                ("rows_sent", "Production input rows published to the broker."),
+                ("rows_dropped", "Production input rows dropped: queue full or broker unavailable."),
+                ("send_errors", "Failed sends to the broker."),
+            )
+        }
+        for colour in self.stack.colours:
+            totals = dict.fromkeys(families, 0)
+            for path in publisher_stats_dir(self.stack, colour).glob("publisher-*.json"):
+                try:
+                    stats = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    continue
+                for key in totals:
+                    totals[key] += stats.get(key, 0)
+            for key, family in families.items():
+                family.add_metric([colour], totals[key])
+        yield from families.values()
+
+
+def serve(stack: Stack, registry: CollectorRegistry | None = None):
+    registry = registry or CollectorRegistry()
+    registry.register(ControlPlaneCollector(stack))
+    return start_http_server(stack.monitoring.exporter_port, addr="127.0.0.1", registry=registry)
+
+
+def main() -> int:
+    serve(load_stack())
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

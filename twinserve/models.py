@@ -1,0 +1,59 @@
+"""Where a model version's archive and metadata are, and building the missing ones."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from archiver.build import ArchiveError, BuiltArchive, archive_path, build_archive, read_metadata
+from twinserve.errors import ConfigError, TwinserveError
+from twinserve.settings import Stack
+
+
+def archive_for(stack: Stack, model: str, version: str) -> tuple[Path, dict]:
+    """The archive of model:version in the model store, with its metadata."""
+    path = archive_path(stack.model_store, model, version)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found; build it: python -m archiver build <model dir> --version {version}")
+    try:
+        return path, read_metadata(path)
+    except ArchiveError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def train(model_dir: Path) -> None:
+    """Run the model's own seeded training script (writes model_dir/artifacts)."""
+    script = model_dir / "train.py"
+    if not script.is_file():
+        raise ConfigError(f"{script} not found: cannot train {model_dir.name}")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise TwinserveError(f"training {model_dir.name} failed: {result.stderr.strip().splitlines()[-1:]}")
+
+
+def ensure_archive(stack: Stack, model_dir: Path, version: str) -> Path:
+    """The archive of model_dir at version: built (and trained first, if never trained) when missing."""
+    path = archive_path(stack.model_store, model_dir.name, version)
+    if path.is_file():
+        return path
+    if not (model_dir / "artifacts" / "weights.pt").is_file():
+        train(model_dir)
+    try:
+        built: BuiltArchive = build_archive(model_dir, version, stack.model_store)
+    except ArchiveError as exc:
+        raise ConfigError(str(exc)) from None
+    return built.path
+
+
+def next_version(stack: Stack, model: str) -> str:
+    """One minor version above the highest archived version of `model`."""
+    versions = []
+    for path in stack.model_store.glob(f"{model}-*.mar"):
+        raw = path.stem[len(model) + 1 :]
+        try:
+            versions.append(tuple(int(p) for p in raw.split(".")))
+        except ValueError:
+            continue
+    if not versions:
+        return "1.0"
+    major, minor = (max(versions) + (0,))[:2]
+    return f"{major}.{minor + 1}"

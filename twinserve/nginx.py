@@ -1,0 +1,71 @@
+"""Nginx in front of both colours: its process and the production switch."""
+
+import shutil
+import subprocess
+
+import requests
+
+from twinserve import processes
+from twinserve.errors import ServiceError
+from twinserve.render import log_dir, nginx_dir, render_nginx
+from twinserve.settings import Stack
+
+PROCESS = "nginx"
+
+
+def nginx_bin() -> str:
+    path = shutil.which("nginx") or "/usr/sbin/nginx"
+    return path
+
+
+def write_config(stack: Stack):
+    """Render nginx.conf and have Nginx check it; a bad config never starts."""
+    home = nginx_dir(stack)
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    log_dir(stack).mkdir(parents=True, exist_ok=True)
+    conf = home / "nginx.conf"
+    conf.write_text(render_nginx(stack))
+    check = subprocess.run(
+        [nginx_bin(), "-t", "-q", "-p", str(home), "-c", str(conf), "-e", str(log_dir(stack) / "error.log")],
+        capture_output=True,
+        text=True,
+    )
+    if check.returncode != 0:
+        raise ServiceError(f"nginx rejected {conf}: {check.stderr.strip().splitlines()[-1:]}")
+    return conf
+
+
+def start(stack: Stack) -> int:
+    conf = write_config(stack)
+    home = nginx_dir(stack)
+    argv = [nginx_bin(), "-p", str(home), "-c", str(conf), "-e", str(log_dir(stack) / "error.log"), "-g", "daemon off;"]
+    return processes.start(stack, PROCESS, argv, home, {}, log_dir(stack) / "nginx-stdout.log")
+
+
+def stop(stack: Stack) -> bool:
+    return processes.stop(stack, PROCESS)
+
+
+def wait_ready(stack: Stack, timeout: float = 20.0) -> None:
+    alive = lambda: processes.running_pid(stack, PROCESS) is not None  # noqa: E731
+    processes.wait_http(f"{stack.nginx.admin_url}/production", timeout, alive=alive)
+
+
+def get_production(stack: Stack) -> str:
+    """The colour Nginx routes /predict to right now."""
+    try:
+        response = requests.get(f"{stack.nginx.admin_url}/production", timeout=5)
+        response.raise_for_status()
+        return response.json()["production"]
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        raise ServiceError(f"nginx admin endpoint unreachable: {type(exc).__name__}") from None
+
+
+def set_production(stack: Stack, colour: str) -> None:
+    """Flip /predict to `colour` without a reload: no connection is dropped."""
+    try:
+        response = requests.put(f"{stack.nginx.admin_url}/production", data=colour, timeout=5)
+    except requests.RequestException as exc:
+        raise ServiceError(f"nginx admin endpoint unreachable: {type(exc).__name__}") from None
+    if response.status_code != 200 or response.json().get("production") != colour:
+        raise ServiceError(f"nginx refused the switch to {colour}: HTTP {response.status_code} {response.text.strip()}")

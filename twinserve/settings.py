@@ -1,0 +1,213 @@
+"""The stack description (config/stack.yaml), loaded once per process.
+
+TWINSERVE_STACK names another stack file (tests point it at a copy with free
+ports and temporary directories). Relative paths are resolved against the
+repository root, so commands work from any directory.
+"""
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from twinserve.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STACK = REPO_ROOT / "config" / "stack.yaml"
+COLOUR_RE = re.compile(r"^[a-z]{1,16}$")
+
+
+@dataclass(frozen=True)
+class NginxSettings:
+    host: str
+    port: int
+    admin_port: int
+    modules_dir: Path
+    worker_processes: int
+    max_body: str
+    rate_per_second: int
+    rate_burst: int
+    upstream_keepalive: int
+    timeout_seconds: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.host}:{self.admin_port}"
+
+
+@dataclass(frozen=True)
+class TorchServeSettings:
+    host: str
+    job_queue_size: int
+    netty_threads: int
+    response_timeout: int
+    max_request_bytes: int
+    max_response_bytes: int
+    java_heap: str
+    start_timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    prometheus_port: int
+    alertmanager_port: int
+    node_exporter_port: int
+    nginx_exporter_port: int
+    exporter_port: int
+    alert_receiver_port: int
+    scrape_interval_seconds: int
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.prometheus_port, self.alertmanager_port, self.node_exporter_port,
+                self.nginx_exporter_port, self.exporter_port, self.alert_receiver_port]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    broker_port: int
+    topic: str
+    consumer_metrics_port: int
+    window: int
+    min_samples: int
+    queue_batches: int
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.broker_port}"
+
+
+@dataclass(frozen=True)
+class Colour:
+    name: str
+    inference_port: int
+    management_port: int
+    metrics_port: int
+    grpc_inference_port: int
+    grpc_management_port: int
+
+    @property
+    def ports(self) -> list[int]:
+        return [
+            self.inference_port,
+            self.management_port,
+            self.metrics_port,
+            self.grpc_inference_port,
+            self.grpc_management_port,
+        ]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    dir: Path
+    version: str
+
+
+@dataclass(frozen=True)
+class Stack:
+    path: Path
+    var_dir: Path
+    state_dir: Path
+    model_store: Path
+    nginx: NginxSettings
+    torchserve: TorchServeSettings
+    monitoring: MonitoringSettings
+    drift: DriftConfig
+    colours: dict[str, Colour]
+    models: dict[str, ModelSpec]
+
+    @property
+    def colour_names(self) -> list[str]:
+        return list(self.colours)
+
+    def other(self, colour: str) -> str:
+        """The colour that is not `colour`."""
+        (other,) = [c for c in self.colours if c != colour]
+        return other
+
+    def colour_dir(self, colour: str) -> Path:
+        return self.var_dir / colour
+
+    def colour_store(self, colour: str) -> Path:
+        return self.colour_dir(colour) / "model-store"
+
+    def inference_url(self, colour: str) -> str:
+        return f"http://{self.torchserve.host}:{self.colours[colour].inference_port}"
+
+    def management_url(self, colour: str) -> str:
+        return f"http://{self.torchserve.host}:{self.colours[colour].management_port}"
+
+
+def _path(value, root: Path) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else (root / p)
+
+
+def _section(cls, raw: dict, where: str, **extra):
+    names = [f for f in cls.__dataclass_fields__ if f not in extra]
+    missing = [n for n in names if n not in (raw or {})]
+    unknown = [k for k in (raw or {}) if k not in names]
+    if missing or unknown:
+        raise ConfigError(f"{where}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}")
+    return cls(**{n: raw[n] for n in names}, **extra)
+
+
+def parse_stack(raw: dict, path: Path, root: Path = REPO_ROOT) -> Stack:
+    """Validate a loaded stack description; every error names the field."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    try:
+        nginx = _section(NginxSettings, raw["nginx"], f"{path}: nginx")
+        nginx = NginxSettings(**{**nginx.__dict__, "modules_dir": Path(nginx.modules_dir)})
+        ts = _section(TorchServeSettings, raw["torchserve"], f"{path}: torchserve")
+        monitoring = _section(MonitoringSettings, raw["monitoring"], f"{path}: monitoring")
+        drift = _section(DriftConfig, raw["drift"], f"{path}: drift")
+        colours = {
+            name: _section(Colour, spec, f"{path}: colours.{name}", name=name) for name, spec in raw["colours"].items()
+        }
+        models = {
+            name: ModelSpec(name=name, dir=_path(spec["dir"], root), version=str(spec["version"]))
+            for name, spec in raw["models"].items()
+        }
+        stack = Stack(
+            path=path,
+            var_dir=_path(raw["var_dir"], root),
+            state_dir=_path(raw["state_dir"], root),
+            model_store=_path(raw["model_store"], root),
+            nginx=nginx,
+            torchserve=ts,
+            monitoring=monitoring,
+            drift=drift,
+            colours=colours,
+            models=models,
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path}: missing or malformed section {exc}") from None
+    if len(colours) != 2 or not all(COLOUR_RE.match(c) for c in colours):
+        raise ConfigError(f"{path}: colours must be exactly two lower-case names, got {list(colours)}")
+    if not models:
+        raise ConfigError(f"{path}: models must name at least one model")
+    ports = [nginx.port, nginx.admin_port, *monitoring.ports, drift.broker_port, drift.consumer_metrics_port]
+    ports += [p for c in colours.values() for p in c.ports]
+    if len(set(ports)) != len(ports):
+        raise ConfigError(f"{path}: a port is used twice: {sorted(ports)}")
+    return stack
+
+
+def load_stack(path: Path | None = None) -> Stack:
+    """Load the stack description named by `path`, $TWINSERVE_STACK, or the default."""
+    path = Path(path or os.environ.get("TWINSERVE_STACK") or DEFAULT_STACK)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"stack description {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_stack(raw, path)

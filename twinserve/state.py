@@ -1,0 +1,67 @@
+"""State that outlives every process: which colour is production, and which
+archive each colour serves. Plain files in the stack's state_dir, each written
+atomically (temp file + rename) so a reader never sees half a write."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from twinserve.errors import ConfigError
+from twinserve.settings import Stack
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def production_file(stack: Stack) -> Path:
+    return stack.state_dir / "production"
+
+
+def read_production(stack: Stack) -> str:
+    """The production colour; the first colour on a new install."""
+    path = production_file(stack)
+    try:
+        colour = path.read_text().strip()
+    except FileNotFoundError:
+        return stack.colour_names[0]
+    if colour not in stack.colours:
+        raise ConfigError(f"{path} says {colour!r}; expected one of {stack.colour_names}")
+    return colour
+
+
+def write_production(stack: Stack, colour: str) -> None:
+    if colour not in stack.colours:
+        raise ConfigError(f"unknown colour {colour!r}; expected one of {stack.colour_names}")
+    write_atomic(production_file(stack), colour + "\n")
+
+
+def deployments_file(stack: Stack) -> Path:
+    return stack.state_dir / "deployments.json"
+
+
+def read_deployments(stack: Stack) -> dict[str, dict[str, str]]:
+    """{colour: {model name: version}}; each colour starts with the stack's versions."""
+    initial = {m.name: m.version for m in stack.models.values()}
+    try:
+        saved = json.loads(deployments_file(stack).read_text())
+    except FileNotFoundError:
+        saved = {}
+    return {colour: {**initial, **saved.get(colour, {})} for colour in stack.colours}
+
+
+def record_deployment(stack: Stack, colour: str, model: str, version: str) -> None:
+    deployments = read_deployments(stack)
+    deployments[colour][model] = version
+    write_atomic(deployments_file(stack), json.dumps(deployments, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,111 @@
+"""Drive wrk (HTTP load generator) and read its report.
+
+Used by the zero-downtime check and the benchmarks: same generator, same
+payload, same parsing everywhere. parse_report is pure and unit-tested.
+"""
+
+import dataclasses
+import re
+import resource
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+POST_SCRIPT = """wrk.method = "POST"
+wrk.body = '{"data": [0.2, 0.6]}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+@dataclass(frozen=True)
+class WrkReport:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int  # connect + read + write + timeout
+    generator_cpu_s: float = 0.0  # CPU seconds wrk itself used (its cost on the same cores)
+
+    @property
+    def ok_rps(self) -> float:
+        """Requests/s answered 2xx/3xx."""
+        return self.rps * (1 - self.non_2xx / self.requests) if self.requests else 0.0
+
+
+def _ms(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if not match:
+        raise ValueError(f"not a wrk duration: {value!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_report(text: str) -> WrkReport:
+    """Read wrk's --latency report; raises ValueError if it is not one."""
+    done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", text)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    p50 = re.search(r"^\s+50%\s+(\S+)", text, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M)
+    if not (done and rps and p50 and p99):
+        raise ValueError(f"not a wrk --latency report: {text[-300:]!r}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    return WrkReport(
+        requests=int(done.group(1)),
+        seconds=_ms(done.group(2) + done.group(3)) / 1e3,
+        rps=float(rps.group(1)),
+        p50_ms=_ms(p50.group(1)),
+        p99_ms=_ms(p99.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(g) for g in sockets.groups()) if sockets else 0,
+    )
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class WrkRun:
+    """wrk in the background against one URL until stop() (or its duration)."""
+
+    def __init__(self, url: str, connections: int, threads: int = 2, duration_s: int = 600):
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+            script.write(POST_SCRIPT)
+        self._script = Path(script.name)
+        argv = [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration_s}s",
+            "--latency",
+            "-s",
+            str(self._script),
+            url,
+        ]
+        self._cpu_before = _children_cpu()
+        self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def stop(self, timeout: float = 30.0) -> WrkReport:
+        """Stop wrk now (SIGINT makes it print its report) and parse the report."""
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float) -> WrkReport:
+        """Wait for wrk to finish its duration and parse the report."""
+        try:
+            out, _ = self._proc.communicate(timeout=timeout)
+        finally:
+            self._script.unlink(missing_ok=True)
+        return dataclasses.replace(parse_report(out), generator_cpu_s=_children_cpu() - self._cpu_before)
+
+
+def run(url: str, connections: int, duration_s: int, threads: int = 2) -> WrkReport:
+    """One wrk run of a fixed duration."""
+    return WrkRun(url, connections, threads, duration_s).wait(timeout=duration_s + 60)

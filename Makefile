@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 SHELL := /bin/bash
 
-.PHONY: help install up down status test unit lint format bench loadtest swapcheck
+.PHONY: help install up down status test unit lint format bench bench-drift loadtest swapcheck drift-demo pipeline
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -10,7 +10,7 @@ help:  ## list the targets
 install:  ## install Debian packages and .venv if missing
 	@scripts/install.sh
 
-up: install  ## install if needed, build the demo archive, start blue, green and Nginx
+up: install  ## install if needed, build the demo archive, start the whole native stack
 	@$(PY) -m twinserve up
 
 down:  ## stop everything `make up` started
@@ -37,8 +37,27 @@ format: install
 bench: install  ## twinserve vs default TorchServe vs FastAPI, wrk at 100/200 connections, then ab (needs make up)
 	$(PY) -m twinserve.bench
 
+bench-drift: install  ## cost of publishing inputs on /predict, drift consumer throughput (needs make up)
+	$(PY) -m twinserve.bench.drift
+
 loadtest: install  ## headless Locust on /predict with a pass/fail gate; ROUTE=/test/predict for staging
 	$(PY) -m twinserve.loadtest --route $(or $(ROUTE),/predict)
 
 swapcheck: install  ## 20 swaps and a deploy under wrk -c50 load; prints the failures
 	$(PY) -m twinserve.swapcheck --swaps 20 --deploy models/regressor
+
+drift-demo: install  ## simulator: 1,000 inputs, x1 shifted by 1 std after 400 (needs make up); see the Drift dashboard
+	$(PY) -m simulator.kafka_producer --messages 1000 --feature x1 --shift 1 --drift-after 400
+
+.PHONY: render-compose compose-config
+
+render-compose: install  ## render compose/rendered/ from config/stack.compose.yaml (a unit test fails when stale)
+	@$(PY) -m twinserve render-compose
+
+compose-config: install  ## docker-compose config: validate docker-compose.yml and each of its profiles (no engine needed)
+	docker-compose config -q
+	for profile in $$(docker-compose config --profiles); do docker-compose --profile $$profile config -q || exit 1; done
+
+pipeline: install  ## ship MODEL (VERSION, SEED, APPROVE=1): test, train, archive, staging, gates, promote, bake (needs make up)
+	$(PY) -m twinserve.pipeline run --model-dir "$(or $(MODEL),models/regressor)" \
+		$(if $(VERSION),--version "$(VERSION)") $(if $(SEED),--seed "$(SEED)") $(if $(APPROVE),--approve)

@@ -16,11 +16,12 @@ the same bytes back.
 """
 
 import logging
+import math
 import os
 
 import torch
 import ts_fastpath
-from input_publisher import InputPublisher, input_message
+from input_publisher import InputPublisher
 from tabular_codec import BadRequest, Rows, format_error, format_output, parse_request
 from ts.torch_handler.base_handler import BaseHandler
 
@@ -126,8 +127,15 @@ class TabularHandler(BaseHandler):
                 answers.append(format_error(str(item)))
                 continue
             n = len(item.values)
-            answers.append(format_output(outputs[cursor : cursor + n], item.single))
+            values = outputs[cursor : cursor + n]
             cursor += n
+            if not all(math.isfinite(v) for v in values):
+                # The model's fault, not the request's: a 500 the smoke test and the alerts see,
+                # never a body with NaN in it (not JSON) that a client might take as an answer.
+                context.set_response_status(code=500, phrase="Internal Server Error", idx=idx)
+                answers.append(format_error(f"model {self.model_name} {self.version} gave a non-finite output"))
+                continue
+            answers.append(format_output(values, item.single))
         if self.publisher is not None:
             self._publish_production_inputs(parsed, context)
         return answers
@@ -141,5 +149,4 @@ class TabularHandler(BaseHandler):
             for row in item.values
         ]
         if rows:
-            message = input_message(self.model_name, self.version, self.features, rows)
-            self.publisher.publish(message, len(rows))
+            self.publisher.publish(self.model_name, self.version, self.features, rows)

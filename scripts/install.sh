@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the native stack needs, skipping what is already there:
 # Debian packages (Java for TorchServe's frontend, Nginx with Lua, load tools,
-# Prometheus, Alertmanager and the node and Nginx exporters)
+# Prometheus, Alertmanager and the node and Nginx exporters, docker-compose
+# to check the compose stack)
 # and the project's own .venv with the pinned Python dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,11 +14,11 @@ command -v nginx >/dev/null || missing+=(nginx-light)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v ab >/dev/null || missing+=(apache2-utils)
 command -v curl >/dev/null || missing+=(curl)
-command -v prometheus >/dev/null || missing+=(prometheus)
-command -v promtool >/dev/null || missing+=(prometheus)
+{ command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
 command -v prometheus-nginx-exporter >/dev/null || missing+=(prometheus-nginx-exporter)
+command -v docker-compose >/dev/null || missing+=(docker-compose)  # validates docker-compose.yml; no engine needed
 
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""

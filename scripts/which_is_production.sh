@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prints `production is BLUE` or `production is GREEN`.
-# A doorway only: the logic is twinserve/promote.py, tested in tests/.
+# A doorway only: the logic is twinserve/promote.py, tested in tests/; twinserve/doorway.py runs it
+# on the native stack, or with TWINSERVE_MODE=compose on the compose stack.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-exec "$root/.venv/bin/python" -m twinserve which "$@"
+exec python3 -I "$root/twinserve/doorway.py" which "$@"

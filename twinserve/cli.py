@@ -4,6 +4,7 @@
     deploy             twinserve.deploy
     swap, rollback     twinserve.promote
     which              twinserve.promote
+    render-compose     twinserve.compose (Nginx, Prometheus, Alertmanager files of the compose stack)
 
 A failure prints one line, `twinserve <verb>: error: ...`, and exits non-zero.
 """
@@ -12,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from twinserve import deploy, promote, stack
+from twinserve import compose, deploy, promote, stack
 from twinserve.errors import TwinserveError
 from twinserve.settings import load_stack
 
@@ -37,6 +38,7 @@ VERBS = {
     "swap": (lambda s, a: print(promote.swap(s)), "promote staging to production"),
     "rollback": (lambda s, a: print(promote.rollback(s)), "return production to the previous colour"),
     "which": (lambda s, a: print(promote.which(s)), "print which colour is production"),
+    "render-compose": (lambda s, a: print(compose.write_rendered()), "render the compose stack's configs"),
 }
 
 

@@ -5,6 +5,7 @@ smoke through /test/predict -> retire the older versions on staging.
 If registration or the smoke test fails, staging is put back as it was.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from twinserve import torchserve
@@ -46,16 +47,30 @@ def resolve(stack: Stack, source: Path, version: str | None) -> tuple[str, str]:
     return model, version
 
 
-def deploy(stack: Stack, source: Path, version: str | None = None) -> str:
-    """Deploy to staging; returns a one-line summary."""
-    model, version = resolve(stack, source, version)
+@dataclass(frozen=True)
+class StagingChange:
+    """What register_on_staging changed, so that it can be finished or undone (JSON-able: the
+    pipeline keeps it in its run record between stages)."""
+
+    colour: str
+    model: str
+    version: str
+    staged: str  # the archive's path in the colour's own store
+    before: list[str]  # versions the colour served before
+    old_default: str | None
+    newly_registered: bool
+
+
+def register_on_staging(stack: Stack, model: str, version: str) -> StagingChange:
+    """Register model:version on the staging colour (synchronously, with workers) and make it the default."""
     path, meta = archive_for(stack, model, version)
     staging = stack.other(read_production(stack))
     client = Management(stack, staging)
     before = [d["modelVersion"] for d in client.describe(model)]
     old_default = client.default_version(model)
     staged = torchserve.stage_archive(stack, staging, path, meta["sha256"])
-    if version not in before:
+    change = StagingChange(staging, model, version, str(staged), before, old_default, version not in before)
+    if change.newly_registered:
         try:
             client.register(model, staged.name, int(meta["torchserve"].get("minWorkers", 1)))
         except TwinserveError:
@@ -64,16 +79,45 @@ def deploy(stack: Stack, source: Path, version: str | None = None) -> str:
             raise
     try:
         client.set_default(model, version)
-        run_smoke(f"{stack.nginx.url}/test/predict", meta["golden_set"], staging, version)
     except TwinserveError:
-        if old_default and old_default != version:
-            client.set_default(model, old_default)
-        if version not in before:
-            client.unregister(model, version)
-            staged.unlink(missing_ok=True)
+        undo(stack, change)
         raise
-    for old in before:
-        if old != version:
-            client.unregister(model, old)
-    record_deployment(stack, staging, model, version)
-    return f"{model} {version} is on {staging} (staging) and passed the smoke test; production untouched"
+    return change
+
+
+def smoke_staging(stack: Stack, change: StagingChange) -> int:
+    """The version's golden set through /test/predict; returns how many rows matched."""
+    _, meta = archive_for(stack, change.model, change.version)
+    return run_smoke(f"{stack.nginx.url}/test/predict", meta["golden_set"], change.colour, change.version)
+
+
+def undo(stack: Stack, change: StagingChange) -> None:
+    """Put staging back as it was before register_on_staging."""
+    client = Management(stack, change.colour)
+    if change.old_default and change.old_default != change.version:
+        client.set_default(change.model, change.old_default)
+    if change.newly_registered:
+        client.unregister(change.model, change.version)
+        Path(change.staged).unlink(missing_ok=True)
+
+
+def finish(stack: Stack, change: StagingChange) -> None:
+    """Retire the other versions on staging and record what it serves."""
+    client = Management(stack, change.colour)
+    for old in change.before:
+        if old != change.version:
+            client.unregister(change.model, old)
+    record_deployment(stack, change.colour, change.model, change.version)
+
+
+def deploy(stack: Stack, source: Path, version: str | None = None) -> str:
+    """Deploy to staging; returns a one-line summary."""
+    model, version = resolve(stack, source, version)
+    change = register_on_staging(stack, model, version)
+    try:
+        smoke_staging(stack, change)
+    except TwinserveError:
+        undo(stack, change)
+        raise
+    finish(stack, change)
+    return f"{model} {version} is on {change.colour} (staging) and passed the smoke test; production untouched"

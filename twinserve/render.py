@@ -77,14 +77,20 @@ PROMETHEUS_RULES = REPO_ROOT / "config" / "prometheus" / "rules"
 ALERTMANAGER_TEMPLATE = REPO_ROOT / "config" / "alertmanager" / "alertmanager.yml.j2"
 
 
-def render_prometheus(stack: Stack, host: str = "127.0.0.1", rules_dir=PROMETHEUS_RULES) -> str:
-    """prometheus.yml; `host` is where the targets are (service names differ in compose)."""
+# What Prometheus scrapes besides the colours; each may live on its own host (a compose service).
+PROMETHEUS_TARGETS = ("nginx", "nginx_exporter", "exporter", "drift", "node", "prometheus", "alertmanager")
+
+
+def render_prometheus(stack: Stack, host: str = "127.0.0.1", rules_dir=PROMETHEUS_RULES, hosts=None) -> str:
+    """prometheus.yml; `host` is where the targets are, `hosts` overrides it per target
+    (a colour or one of PROMETHEUS_TARGETS): natively all share loopback, in compose each is a service."""
+    hosts = {name: host for name in (*stack.colours, *PROMETHEUS_TARGETS)} | dict(hosts or {})
     return _template(PROMETHEUS_TEMPLATE).render(
         mon=stack.monitoring,
         drift=stack.drift,
         nginx=stack.nginx,
         colours=stack.colours,
-        host=host,
+        hosts=hosts,
         rules_dir=rules_dir,
     )
 

@@ -3,11 +3,16 @@
 TWINSERVE_STACK names another stack file (tests point it at a copy with free
 ports and temporary directories). Relative paths are resolved against the
 repository root, so commands work from any directory.
+
+A stack file may `extends:` another and override only what differs
+(config/stack.compose.yaml: the same ports, with compose service names for
+hosts), so no port is written twice. Optional fields default to the native
+stack's values: where a client connects is also where the server listens.
 """
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -24,13 +29,19 @@ class NginxSettings:
     host: str
     port: int
     admin_port: int
-    modules_dir: Path
+    modules_dir: Path | None  # None: Lua is built in (OpenResty), nothing to load
     worker_processes: int
     max_body: str
     rate_per_second: int
     rate_burst: int
     upstream_keepalive: int
     timeout_seconds: int
+    listen: str | None = None  # bind address when clients use another name (0.0.0.0 in a container)
+    admin_allow: tuple[str, ...] = ()  # networks besides loopback that may use the admin server
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen or self.host
 
     @property
     def url(self) -> str:
@@ -77,10 +88,11 @@ class DriftConfig:
     window: int
     min_samples: int
     queue_batches: int
+    broker_host: str = "127.0.0.1"
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.broker_port}"
+        return f"{self.broker_host}:{self.broker_port}"
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,7 @@ class Colour:
     metrics_port: int
     grpc_inference_port: int
     grpc_management_port: int
+    host: str | None = None  # where clients reach this colour; default: torchserve.host
 
     @property
     def ports(self) -> list[int]:
@@ -101,6 +114,22 @@ class Colour:
             self.grpc_inference_port,
             self.grpc_management_port,
         ]
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The gates of the delivery pipeline (twinserve/pipeline): what a new version must show."""
+
+    load_users: int = 20  # load gate: Locust on /test/predict
+    load_seconds: int = 20
+    load_max_error_ratio: float = 0.01
+    load_max_p99_ms: float = 250.0
+    load_min_rps: float = 20.0
+    bake_seconds: int = 60  # bake: production watched through Prometheus after promotion
+    bake_window_seconds: int = 30  # rate() window of each bake check
+    bake_max_error_ratio: float = 0.01
+    bake_max_p99_ms: float = 250.0
+    bake_breaches_to_fail: int = 2  # consecutive failed checks that roll back
 
 
 @dataclass(frozen=True)
@@ -122,6 +151,7 @@ class Stack:
     drift: DriftConfig
     colours: dict[str, Colour]
     models: dict[str, ModelSpec]
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
 
     @property
     def colour_names(self) -> list[str]:
@@ -138,11 +168,14 @@ class Stack:
     def colour_store(self, colour: str) -> Path:
         return self.colour_dir(colour) / "model-store"
 
+    def colour_host(self, colour: str) -> str:
+        return self.colours[colour].host or self.torchserve.host
+
     def inference_url(self, colour: str) -> str:
-        return f"http://{self.torchserve.host}:{self.colours[colour].inference_port}"
+        return f"http://{self.colour_host(colour)}:{self.colours[colour].inference_port}"
 
     def management_url(self, colour: str) -> str:
-        return f"http://{self.torchserve.host}:{self.colours[colour].management_port}"
+        return f"http://{self.colour_host(colour)}:{self.colours[colour].management_port}"
 
 
 def _path(value, root: Path) -> Path:
@@ -151,12 +184,13 @@ def _path(value, root: Path) -> Path:
 
 
 def _section(cls, raw: dict, where: str, **extra):
-    names = [f for f in cls.__dataclass_fields__ if f not in extra]
-    missing = [n for n in names if n not in (raw or {})]
-    unknown = [k for k in (raw or {}) if k not in names]
+    fields = {n: f for n, f in cls.__dataclass_fields__.items() if n not in extra}
+    missing = [n for n, f in fields.items() if n not in (raw or {}) and f.default is MISSING]
+    unknown = [k for k in (raw or {}) if k not in fields]
     if missing or unknown:
         raise ConfigError(f"{where}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}")
-    return cls(**{n: raw[n] for n in names}, **extra)
+    values = {n: raw[n] for n in fields if n in raw}
+    return cls(**{n: tuple(v) if isinstance(v, list) else v for n, v in values.items()}, **extra)
 
 
 def parse_stack(raw: dict, path: Path, root: Path = REPO_ROOT) -> Stack:
@@ -165,10 +199,12 @@ def parse_stack(raw: dict, path: Path, root: Path = REPO_ROOT) -> Stack:
         raise ConfigError(f"{path}: expected a mapping")
     try:
         nginx = _section(NginxSettings, raw["nginx"], f"{path}: nginx")
-        nginx = NginxSettings(**{**nginx.__dict__, "modules_dir": Path(nginx.modules_dir)})
+        modules_dir = Path(nginx.modules_dir) if nginx.modules_dir else None  # none: Lua built in (OpenResty)
+        nginx = NginxSettings(**{**nginx.__dict__, "modules_dir": modules_dir})
         ts = _section(TorchServeSettings, raw["torchserve"], f"{path}: torchserve")
         monitoring = _section(MonitoringSettings, raw["monitoring"], f"{path}: monitoring")
         drift = _section(DriftConfig, raw["drift"], f"{path}: drift")
+        pipeline = _section(PipelineSettings, raw.get("pipeline") or {}, f"{path}: pipeline")
         colours = {
             name: _section(Colour, spec, f"{path}: colours.{name}", name=name) for name, spec in raw["colours"].items()
         }
@@ -187,6 +223,7 @@ def parse_stack(raw: dict, path: Path, root: Path = REPO_ROOT) -> Stack:
             drift=drift,
             colours=colours,
             models=models,
+            pipeline=pipeline,
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: missing or malformed section {exc}") from None
@@ -201,13 +238,35 @@ def parse_stack(raw: dict, path: Path, root: Path = REPO_ROOT) -> Stack:
     return stack
 
 
-def load_stack(path: Path | None = None) -> Stack:
-    """Load the stack description named by `path`, $TWINSERVE_STACK, or the default."""
-    path = Path(path or os.environ.get("TWINSERVE_STACK") or DEFAULT_STACK)
+def merge(base: dict, overlay: dict) -> dict:
+    """`overlay` over `base`: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        both_dicts = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = merge(base[key], value) if both_dicts else value
+    return merged
+
+
+def read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A stack file as a mapping, with the file it `extends:` (relative to its folder) under it."""
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"stack description {path} not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    return parse_stack(raw, path)
+    if not isinstance(raw, dict) or "extends" not in raw:
+        return raw
+    base = (path.parent / str(raw.pop("extends"))).resolve()
+    if base in seen:
+        raise ConfigError(f"{path}: extends {base}, which extends it again")
+    parent = read_raw(base, (*seen, path.resolve()))
+    if not isinstance(parent, dict):
+        raise ConfigError(f"{base}: expected a mapping")
+    return merge(parent, raw)
+
+
+def load_stack(path: Path | None = None) -> Stack:
+    """Load the stack description named by `path`, $TWINSERVE_STACK, or the default."""
+    path = Path(path or os.environ.get("TWINSERVE_STACK") or DEFAULT_STACK)
+    return parse_stack(read_raw(path), path)

@@ -38,8 +38,10 @@ def stage_archive(stack: Stack, colour: str, archive: Path, sha256: str) -> Path
     return target
 
 
-def start(stack: Stack, colour: str, archives: dict[str, str]) -> int:
-    """Render the colour's config.properties and start TorchServe in the foreground mode.
+def command(stack: Stack, colour: str, archives: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) of the colour's TorchServe, natively and in its container.
+
+    Writes the colour's config.properties first (rendered from the stack).
 
     Args:
         archives: {model name: archive file name already in the colour's store}.
@@ -74,6 +76,13 @@ def start(stack: Stack, colour: str, archives: dict[str, str]) -> int:
         "TWINSERVE_PUBLISHER_STATS_DIR": str(publisher_stats_dir(stack, colour)),
         "TWINSERVE_PUBLISHER_QUEUE": str(stack.drift.queue_batches),
     }
+    return argv, env
+
+
+def start(stack: Stack, colour: str, archives: dict[str, str]) -> int:
+    """Start the colour's TorchServe in the foreground mode, as a process of the stack."""
+    argv, env = command(stack, colour, archives)
+    home = stack.colour_dir(colour)
     return processes.start(stack, process_name(colour), argv, home, env, home / "logs" / "stdout.log")
 
 

@@ -74,9 +74,11 @@ def _children_cpu() -> float:
 class WrkRun:
     """wrk in the background against one URL until stop() (or its duration)."""
 
-    def __init__(self, url: str, connections: int, threads: int = 2, duration_s: int = 600):
+    def __init__(self, url: str, connections: int, threads: int = 2, duration_s: int = 600, headers=None):
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(POST_SCRIPT)
+            for name, value in (headers or {}).items():
+                script.write(f'wrk.headers["{name}"] = "{value}"\n')
         self._script = Path(script.name)
         argv = [
             "wrk",
@@ -106,6 +108,6 @@ class WrkRun:
         return dataclasses.replace(parse_report(out), generator_cpu_s=_children_cpu() - self._cpu_before)
 
 
-def run(url: str, connections: int, duration_s: int, threads: int = 2) -> WrkReport:
-    """One wrk run of a fixed duration."""
-    return WrkRun(url, connections, threads, duration_s).wait(timeout=duration_s + 60)
+def run(url: str, connections: int, duration_s: int, threads: int = 2, headers=None) -> WrkReport:
+    """One wrk run of a fixed duration; `headers` are added to every request."""
+    return WrkRun(url, connections, threads, duration_s, headers).wait(timeout=duration_s + 60)

@@ -5,7 +5,7 @@ import os
 import threading
 import time
 
-from input_publisher import InputPublisher
+from input_publisher import InputPublisher, coalesce
 
 
 class FakeFuture:
@@ -45,21 +45,56 @@ def wait_for(condition, timeout=5.0):
     return False
 
 
-def test_messages_reach_the_producer_in_order_and_are_counted(tmp_path):
+KEY = ("regressor", "1.0", ["x1", "x2"])
+
+
+def sent_messages(producer):
+    return [json.loads(m) for _, m in producer.sent]
+
+
+def test_batches_reach_the_producer_in_order_merged_into_few_messages(tmp_path):
     producer = FakeProducer()
     publisher = InputPublisher("unused:9092", "inputs", tmp_path, producer_factory=lambda: producer)
     try:
         for i in range(10):
-            assert publisher.publish(f"m{i}".encode(), rows=2)
+            assert publisher.publish(*KEY, [[i, -i], [i + 0.5, -i]])
         assert wait_for(lambda: publisher.stats["batches_sent"] == 10)
-        assert [m for _, m in producer.sent] == [f"m{i}".encode() for i in range(10)]
+        rows = [row for message in sent_messages(producer) for row in message["rows"]]
+        assert rows == [r for i in range(10) for r in ([i, -i], [i + 0.5, -i])]
+        assert len(producer.sent) < 10  # merged: 10 quick batches do not make 10 sends
         assert {t for t, _ in producer.sent} == {"inputs"}
+        assert {(m["model"], m["version"], tuple(m["features"])) for m in sent_messages(producer)} == {
+            ("regressor", "1.0", ("x1", "x2"))
+        }
         assert publisher.stats["rows_sent"] == 20
+        assert publisher.stats["messages_sent"] == len(producer.sent)
         assert publisher.stats["rows_dropped"] == 0
     finally:
         publisher.close()
     stats = json.loads((tmp_path / f"publisher-{os.getpid()}.json").read_text())
     assert stats["batches_sent"] == 10
+
+
+def test_batches_queued_before_close_are_still_sent(tmp_path):
+    producer = FakeProducer()
+    publisher = InputPublisher("unused:9092", "inputs", tmp_path, producer_factory=lambda: producer)
+    for i in range(5):
+        publisher.publish(*KEY, [[i, i]])
+    publisher.close()
+    assert [r for m in sent_messages(producer) for r in m["rows"]] == [[i, i] for i in range(5)]
+
+
+def test_coalesce_keeps_order_separates_versions_and_caps_rows():
+    a, b = ("m", "1.0", ("x1",)), ("m", "1.1", ("x1",))
+    items = [(a, [[1]]), (a, [[2], [3]]), (b, [[4]]), (a, [[5]]), (a, [[6], [7], [8]]), (a, [[9]])]
+    assert coalesce(items, max_rows=4) == [
+        (a, [[1], [2], [3]], 2),
+        (b, [[4]], 1),
+        (a, [[5], [6], [7], [8]], 2),
+        (a, [[9]], 1),
+    ]
+    big = [(a, [[i] for i in range(10)])]
+    assert coalesce(big, max_rows=4) == [(a, [[i] for i in range(10)], 1)]  # a single batch is never split
 
 
 def test_a_broker_that_never_answers_fills_the_queue_then_drops_and_counts(tmp_path):
@@ -72,7 +107,7 @@ def test_a_broker_that_never_answers_fills_the_queue_then_drops_and_counts(tmp_p
     publisher = InputPublisher("unused:9092", "inputs", tmp_path, max_batches=100, producer_factory=hanging_factory)
     try:
         started = time.monotonic()
-        accepted = [publisher.publish(b"m", rows=3) for _ in range(150)]
+        accepted = [publisher.publish(*KEY, [[1, 2]] * 3) for _ in range(150)]
         elapsed = time.monotonic() - started
         assert accepted.count(True) == 100
         assert accepted.count(False) == 50
@@ -89,9 +124,10 @@ def test_failed_deliveries_are_counted_as_errors_and_drops(tmp_path):
     publisher = InputPublisher("unused:9092", "inputs", tmp_path, producer_factory=lambda: producer)
     try:
         for _ in range(4):
-            publisher.publish(b"m", rows=5)
-        assert wait_for(lambda: publisher.stats["send_errors"] == 4)
+            publisher.publish(*KEY, [[1, 2]] * 5)
+        assert wait_for(lambda: publisher.stats["batches_dropped"] == 4)
         assert publisher.stats["rows_dropped"] == 20
+        assert publisher.stats["send_errors"] == len(producer.sent) >= 1
         assert publisher.stats["batches_sent"] == 0
     finally:
         publisher.close()
@@ -108,7 +144,7 @@ def test_a_failing_connection_is_retried_until_it_works(tmp_path):
 
     publisher = InputPublisher("unused:9092", "inputs", tmp_path, producer_factory=flaky_factory)
     try:
-        publisher.publish(b"m", rows=1)
+        publisher.publish(*KEY, [[1, 2]])
         assert wait_for(lambda: publisher.stats["batches_sent"] == 1)
         assert len(attempts) == 2
     finally:

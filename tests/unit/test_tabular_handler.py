@@ -191,8 +191,8 @@ def test_only_production_inputs_are_published(handler, context):
     published = []
 
     class Recorder:
-        def publish(self, message: bytes, rows: int):
-            published.append((json.loads(message), rows))
+        def publish(self, model, version, features, rows):
+            published.append((model, version, features, rows))
 
     handler.publisher = Recorder()
     headers = [
@@ -203,10 +203,9 @@ def test_only_production_inputs_are_published(handler, context):
     ]
     bodies = [{"data": [0.1, 0.2]}, {"data": [[0.3, 0.4], [0.5, 0.6]]}, {"data": [0.7, 0.8]}, {"data": [0.9, 1.0]}]
     run_batch(handler, context, bodies + [{"data": [1]}], headers + [{"X-Twinserve-Route": "production"}])
-    [(message, rows)] = published
-    assert rows == 3
-    assert message["rows"] == [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]
-    assert (message["model"], message["version"], message["features"]) == ("regressor", "1.3", ["x1", "x2"])
+    [(model, version, features, rows)] = published
+    assert rows == [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]
+    assert (model, version, list(features)) == ("regressor", "1.3", ["x1", "x2"])
 
 
 def test_a_pathological_request_does_not_fail_the_rest_of_its_batch(handler, context, reference):
@@ -214,3 +213,13 @@ def test_a_pathological_request_does_not_fail_the_rest_of_its_batch(handler, con
     answers = run_batch(handler, context, [{"data": GOOD}, deep])
     assert answers[0][2] == {"output": score(reference, [GOOD])[0]}
     assert answers[1][0] == 400
+
+
+def test_a_model_that_gives_nan_answers_500_with_a_json_error_not_nan(handler, context):
+    with torch.no_grad():
+        for parameter in handler.model.parameters():
+            parameter.fill_(float("nan"))
+    answers = run_batch(handler, context, [{"data": GOOD}, {"data": [0.2]}, {"data": [[0.1, 0.2], [0.3, 0.4]]}])
+    assert [status for status, _, _ in answers] == [500, 400, 500]
+    assert answers[0][2] == {"error": "model regressor 1.3 gave a non-finite output"}
+    assert answers[2][2] == answers[0][2]

@@ -1,1 +1,15 @@
-"""make bench: twinserve against the peers a user would pick instead."""
+"""make bench: twinserve against the peers a user would pick instead; make bench-drift: drift's costs."""
+
+from pathlib import Path
+
+
+def cores() -> int:
+    return Path("/proc/cpuinfo").read_text().count("processor")
+
+
+def write_report(lines: list[str], path: Path) -> None:
+    """Print a benchmark's report and keep it in var/bench/: docs/benchmarks.md quotes these files."""
+    text = "\n".join(lines)
+    print(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")

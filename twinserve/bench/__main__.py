@@ -17,7 +17,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
-from twinserve.bench import peers
+from twinserve.bench import cores, peers, write_report
 from twinserve.models import archive_for
 from twinserve.settings import REPO_ROOT, load_stack
 from twinserve.state import read_deployments, read_production
@@ -114,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     ab_line = apache_bench(f"{stack.nginx.url}/predict")
     generator = statistics.mean(s["generator_cores"] for by in results.values() for s in by.values())
 
-    report = "\n".join([
+    write_report([
         f"twinserve bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, model {model} {version} "
-        f"(production: {production}), {Path('/proc/cpuinfo').read_text().count('processor')} cores",
+        f"(production: {production}), {cores()} cores",
         f"wrk -t2 keep-alive, {args.runs} runs × {args.seconds}s per row after a {args.warmup}s warm-up; "
         f"median run by req/s; errors summed over the runs",
         "",
@@ -125,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load generator cost: wrk used {generator:.2f} cores on average (same machine, same cores)",
         ab_line,
         f"took {time.monotonic() - started:.0f}s",
-    ])  # fmt: skip
-    print(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.md").write_text(report + "\n")
+    ], args.out / "latest.md")  # fmt: skip
     return 0
 
 

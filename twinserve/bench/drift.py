@@ -1,0 +1,207 @@
+"""make bench-drift: what drift detection costs a prediction, and how fast the consumer keeps up.
+
+1. Publishing cost, A/B on one TorchServe colour: the same wrk load straight to
+   the production colour's inference port, with and without the header Nginx
+   puts on /predict (X-Twinserve-Route: production, which makes the handler
+   publish the batch's inputs). Same process, same model, the only difference
+   is publishing. Runs interleaved (A, B, A, B, ...), medians reported.
+2. The same through Nginx, as a user sees it: /predict (published) against
+   /test/predict (not published), when both colours serve the same version.
+3. The publish call itself, in-process: what the handler adds to each batch.
+4. Consumer throughput: N messages written to a fresh single-partition topic on
+   the stack's broker, then read by an in-process DriftConsumer (the service's
+   code, its own group and registry) — messages/s from its first message to
+   its last, and the same messages through process() alone (no broker).
+
+The wrk payload is constant ({"data": [0.2, 0.6]}), so the live drift
+consumer sees this traffic as drift on both features: it is.
+"""
+
+import argparse
+import statistics
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from twinserve.bench import cores, write_report
+from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
+from twinserve.drift.topic import ensure_topic
+from twinserve.models import archive_for
+from twinserve.settings import REPO_ROOT, Stack, load_stack
+from twinserve.state import read_deployments, read_production
+from twinserve.wrk import WrkReport, run
+
+PRODUCTION_ROUTE = {"X-Twinserve-Route": "production"}
+
+
+def ab_runs(a: tuple[str, dict], b: tuple[str, dict], connections: int, pairs: int, seconds: int):
+    """Interleaved wrk runs of two (url, headers) setups, after a warm-up of each."""
+    for url, headers in (a, b):
+        run(url, connections, 3, headers=headers)
+    results: tuple[list[WrkReport], list[WrkReport]] = ([], [])
+    for _ in range(pairs):
+        for (url, headers), reports in zip((a, b), results, strict=True):
+            reports.append(run(url, connections, seconds, headers=headers))
+    return results
+
+
+def ab_row(label: str, connections: int, with_publish: list[WrkReport], without: list[WrkReport]) -> str:
+    def med(reports, attr):
+        return statistics.median(getattr(r, attr) for r in reports)
+
+    errors = sum(r.non_2xx + r.socket_errors for r in with_publish + without)
+    p50_on, p50_off = med(with_publish, "p50_ms"), med(without, "p50_ms")
+    return (
+        f"| {label} | {connections} | {med(with_publish, 'rps'):,.0f} | {med(without, 'rps'):,.0f} | "
+        f"{p50_on:.2f} | {p50_off:.2f} | {p50_on - p50_off:+.2f} | "
+        f"{med(with_publish, 'p99_ms'):.1f} | {med(without, 'p99_ms'):.1f} | {errors} |"
+    )
+
+
+def publish_call_cost(stack: Stack, model: str, version: str, calls: int) -> str:
+    """Per-call time of what the handler adds to a batch: encode the rows, queue them."""
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(REPO_ROOT / "handlers"))
+    from input_publisher import InputPublisher
+
+    topic = f"bench-publish-{uuid.uuid4().hex[:8]}"
+    ensure_topic(stack.drift.bootstrap, topic)
+    rows = [[0.2, 0.6]] * 48  # a full batch (batch_size 48)
+    with tempfile.TemporaryDirectory() as stats_dir:
+        publisher = InputPublisher(stack.drift.bootstrap, topic, Path(stats_dir), stack.drift.queue_batches)
+        took = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            publisher.publish(model, version, ["x1", "x2"], rows)
+            took.append(time.perf_counter() - start)
+            time.sleep(0.0005)  # ~2,000 batches/s: a busy worker, not a queue-filling loop
+        time.sleep(2)
+        stats = dict(publisher.stats)
+        publisher.close()
+    took.sort()
+    return (
+        f"publish call (48-row batch), {calls:,} calls: "
+        f"p50 {took[len(took) // 2] * 1e6:.1f} µs, p99 {took[int(len(took) * 0.99)] * 1e6:.1f} µs; "
+        f"batches sent {stats['batches_sent']:,} in {stats['messages_sent']:,} messages, "
+        f"dropped {stats['batches_dropped']:,}"
+    )
+
+
+def consumer_throughput(stack: Stack, model: str, version: str, reference: dict, n: int, rows: int) -> str:
+    from kafka import KafkaProducer
+
+    from simulator.kafka_producer.stream import Drift, messages
+
+    topic = f"bench-drift-{uuid.uuid4().hex[:8]}"
+    ensure_topic(stack.drift.bootstrap, topic)
+    stream = list(messages(model, version, reference, n, rows, Drift(), seed=7))
+    started = time.perf_counter()
+    producer = KafkaProducer(bootstrap_servers=stack.drift.bootstrap, linger_ms=5, max_block_ms=10000)
+    for message in stream:
+        producer.send(topic, message)
+    producer.flush(timeout=60)
+    producer.close()
+    produce_s = time.perf_counter() - started
+
+    def consumer(registry):
+        settings = ConsumerSettings(
+            stack.drift.bootstrap, topic, group_id=f"bench-{topic}", window=stack.drift.window,
+            min_samples=stack.drift.min_samples, model_store=stack.model_store,
+        )  # fmt: skip
+        return DriftConsumer(settings, registry, references={(model, version): reference})
+
+    registry = CollectorRegistry()
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer(registry).run, args=(stop,), daemon=True)
+    thread.start()
+
+    def consumed() -> float:
+        return registry.get_sample_value("twinserve_drift_messages_total") or 0.0
+
+    deadline = time.monotonic() + 120
+    while consumed() < 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    first_at, first = time.perf_counter(), consumed()
+    while consumed() < n and time.monotonic() < deadline:
+        time.sleep(0.001)
+    last_at, last = time.perf_counter(), consumed()
+    stop.set()
+    thread.join(10)
+    if last < n:
+        return f"consumer: only {last:.0f} of {n} messages within 120 s"
+    via_broker = (last - first) / (last_at - first_at)
+
+    offline = consumer(CollectorRegistry())
+    started = time.perf_counter()
+    for message in stream:
+        offline.process(message)
+    pure = n / (time.perf_counter() - started)
+    return (
+        f"consumer, {n:,} messages of {rows} row(s) x 2 features: "
+        f"{via_broker:,.0f} messages/s ({via_broker * rows:,.0f} rows/s) from the broker, "
+        f"{pure:,.0f} messages/s through process() alone; producing them took {produce_s:.1f} s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m twinserve.bench.drift", description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--pairs", type=int, default=3, help="interleaved A/B pairs per row")
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench")
+    args = parser.parse_args(argv)
+
+    stack = load_stack()
+    production = read_production(stack)
+    staging = stack.other(production)
+    model = next(iter(stack.models))
+    deployed = read_deployments(stack)
+    version = deployed[production][model]
+    _, meta = archive_for(stack, model, version)
+    started = time.monotonic()
+
+    direct = f"{stack.inference_url(production)}/predictions/{model}"
+    rows = []
+    for conns in args.connections:
+        print(f"A/B on {production}, {conns} connections ...", flush=True)
+        on, off = ab_runs((direct, PRODUCTION_ROUTE), (direct, {}), conns, args.pairs, args.seconds)
+        rows.append(ab_row(f"{production} direct: route header on / off", conns, on, off))
+        if deployed[staging].get(model) == version:
+            print(f"/predict vs /test/predict, {conns} connections ...", flush=True)
+            url = stack.nginx.url
+            on, off = ab_runs((f"{url}/predict", {}), (f"{url}/test/predict", {}), conns, args.pairs, args.seconds)
+            rows.append(ab_row("Nginx: /predict / /test/predict", conns, on, off))
+    if deployed[staging].get(model) != version:
+        rows.append(f"| Nginx comparison skipped: staging serves {deployed[staging].get(model)}, not {version} |")
+    print("publish call and consumer ...", flush=True)
+    call_line = publish_call_cost(stack, model, version, 5000)
+    consumer_lines = [
+        consumer_throughput(stack, model, version, meta["reference_stats"], args.messages, n) for n in (1, 48)
+    ]
+
+    write_report([
+        f"twinserve drift bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, model {model} {version}, "
+        f"production {production}, {cores()} cores",
+        f"wrk -t2 keep-alive; {args.pairs} interleaved pairs × {args.seconds}s per row; medians",
+        "",
+        "| setup (published / not) | conns | req/s pub | req/s not | p50 ms pub | p50 ms not | p50 Δ ms "
+        "| p99 ms pub | p99 ms not | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        call_line,
+        *consumer_lines,
+        f"took {time.monotonic() - started:.0f}s",
+    ], args.out / "drift.md")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

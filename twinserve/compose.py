@@ -1,0 +1,83 @@
+"""The compose stack's description and the files rendered from it.
+
+Nginx (OpenResty), Prometheus and Alertmanager run from images without Python,
+so their configuration cannot be rendered at container start as `make up` does.
+It is rendered here instead, with the same templates and from the same stack
+description (config/stack.compose.yaml extends config/stack.yaml), into
+compose/rendered/, which is committed and mounted; a unit test fails when those
+files fall behind the templates or the description.
+
+    python -m twinserve render-compose
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from twinserve.errors import ConfigError
+from twinserve.render import PROMETHEUS_TARGETS, render_alertmanager, render_nginx, render_prometheus
+from twinserve.settings import REPO_ROOT, Stack, _section, load_stack, read_raw
+
+COMPOSE_STACK = REPO_ROOT / "config" / "stack.compose.yaml"
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+RENDERED_DIR = REPO_ROOT / "compose" / "rendered"
+HEADER = "# Rendered by `python -m twinserve render-compose` from {source}; do not edit.\n"
+
+
+@dataclass(frozen=True)
+class ComposeSettings:
+    publish_address: str
+    grafana_port: int
+    kafka_controller_port: int
+    prometheus_rules: str
+    hosts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.grafana_port, self.kafka_controller_port]
+
+
+def load(path: Path = COMPOSE_STACK) -> tuple[Stack, ComposeSettings]:
+    """The compose stack and its compose-only settings; the latter must not reuse a stack port."""
+    stack = load_stack(path)
+    compose = _section(ComposeSettings, read_raw(path).get("compose"), f"{path}: compose")
+    needed = {*PROMETHEUS_TARGETS, "alert_receiver"} - {"nginx"}
+    if needed - set(compose.hosts):
+        raise ConfigError(f"{path}: compose.hosts misses {sorted(needed - set(compose.hosts))}")
+    taken = set(stack_ports(stack)) & set(compose.ports)
+    if taken:
+        raise ConfigError(f"{path}: compose port {sorted(taken)} is already a stack port")
+    return stack, compose
+
+
+def stack_ports(stack: Stack) -> list[int]:
+    ports = [stack.nginx.port, stack.nginx.admin_port, *stack.monitoring.ports]
+    ports += [stack.drift.broker_port, stack.drift.consumer_metrics_port]
+    return ports + [p for c in stack.colours.values() for p in c.ports]
+
+
+def prometheus_hosts(stack: Stack, compose: ComposeSettings) -> dict[str, str]:
+    return {**{c: stack.colour_host(c) for c in stack.colours}, **compose.hosts, "nginx": stack.nginx.host}
+
+
+def rendered(stack: Stack, compose: ComposeSettings, source: Path = COMPOSE_STACK) -> dict[str, str]:
+    """{file name in compose/rendered/: text}."""
+    header = HEADER.format(source=source.relative_to(REPO_ROOT) if source.is_relative_to(REPO_ROOT) else source)
+    hosts = prometheus_hosts(stack, compose)
+    return {
+        "nginx.conf": header + render_nginx(stack),
+        "prometheus.yml": header + render_prometheus(stack, rules_dir=compose.prometheus_rules, hosts=hosts),
+        "alertmanager.yml": header + render_alertmanager(stack, host=compose.hosts["alert_receiver"]),
+    }
+
+
+def write_rendered(target: Path = RENDERED_DIR) -> str:
+    """Render into compose/rendered/; says which files changed."""
+    stack, compose = load()
+    target.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for name, text in rendered(stack, compose).items():
+        path = target / name
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+            changed.append(name)
+    return f"{target}: {'rewrote ' + ', '.join(changed) if changed else 'up to date'}"

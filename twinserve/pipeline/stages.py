@@ -1,0 +1,114 @@
+"""The pipeline's order and decisions, without I/O (unit-tested in tests/unit/test_pipeline_stages.py)."""
+
+import math
+from dataclasses import dataclass
+
+# In order. Jenkins has one stage per name (a test checks jenkins/pipeline.groovy against it).
+STAGES = ("test", "train", "archive", "deploy", "smoke", "loadgate", "approve", "promote", "bake")
+SKIPPABLE = ("test", "train")  # the rest are the gates; skipping them would defeat the pipeline
+PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+
+
+def needs_rollback(failed_stage: str, promoted: bool, rolled_back: bool) -> bool:
+    """A failure at or after promotion, with production switched and not yet switched back."""
+    return promoted and not rolled_back and not STAGES.index(failed_stage) < STAGES.index("promote")
+
+
+@dataclass(frozen=True)
+class BakeSample:
+    """One look at the new production colour over the last window (from Prometheus)."""
+
+    requests_per_s: float
+    error_ratio: float  # NaN when there was no request
+    p99_ms: float  # NaN when there was no request
+    firing: tuple[str, ...] = ()  # names of critical alerts firing
+    unavailable: str = ""  # why there is no sample (Prometheus down): counts as a bad check
+
+
+@dataclass(frozen=True)
+class BakeLimits:
+    max_error_ratio: float
+    max_p99_ms: float
+    breaches_to_fail: int
+
+
+def problems(sample: BakeSample, limits: BakeLimits) -> list[str]:
+    """What is wrong in one sample, as sentences; empty if nothing."""
+    found = [sample.unavailable] if sample.unavailable else []
+    traffic = sample.requests_per_s > 0
+    if traffic and not math.isnan(sample.error_ratio) and sample.error_ratio > limits.max_error_ratio:
+        found.append(f"error ratio {sample.error_ratio:.4f} > {limits.max_error_ratio}")
+    if traffic and not math.isnan(sample.p99_ms) and sample.p99_ms > limits.max_p99_ms:
+        found.append(f"p99 {sample.p99_ms:.0f} ms > {limits.max_p99_ms:.0f} ms")
+    if sample.firing:
+        found.append(f"critical alerts firing: {', '.join(sorted(sample.firing))}")
+    return found
+
+
+class BakeJudge:
+    """Rolls back after `breaches_to_fail` consecutive bad samples: one noisy scrape is not a verdict."""
+
+    def __init__(self, limits: BakeLimits):
+        self.limits = limits
+        self.streak = 0
+        self.checks = 0
+        self.judged = 0  # samples with traffic: the ones that say something about the version
+        self.worst_p99 = 0.0
+        self.worst_error_ratio = 0.0
+        self.last_problems: list[str] = []
+
+    def add(self, sample: BakeSample) -> bool:
+        """Record one sample; True once the version must be rolled back."""
+        self.checks += 1
+        if sample.requests_per_s > 0:
+            self.judged += 1
+            if not math.isnan(sample.p99_ms):
+                self.worst_p99 = max(self.worst_p99, sample.p99_ms)
+            if not math.isnan(sample.error_ratio):
+                self.worst_error_ratio = max(self.worst_error_ratio, sample.error_ratio)
+        self.last_problems = problems(sample, self.limits)
+        self.streak = self.streak + 1 if self.last_problems else 0
+        return self.streak >= self.limits.breaches_to_fail
+
+    def figure(self) -> str:
+        if self.streak >= self.limits.breaches_to_fail:
+            return f"{'; '.join(self.last_problems)} in {self.streak} consecutive checks"
+        if not self.judged:
+            return f"{self.checks} checks, no production traffic to judge"
+        return (
+            f"{self.checks} checks ({self.judged} with traffic): worst p99 {self.worst_p99:.0f} ms, "
+            f"worst error ratio {self.worst_error_ratio:.4f}, no critical alert"
+        )
+
+
+def summary(record: dict) -> str:
+    """The table printed at the end of a run (and by `python -m twinserve.pipeline show`)."""
+    lines = [
+        f"pipeline run {record['run_id']}: {record['model']} {record.get('version') or '?'} from {record['model_dir']}",
+        f"{'stage':<9} {'status':<8} {'seconds':>7}  figure",
+    ]
+    for stage in record["stages"]:
+        lines.append(f"{stage['name']:<9} {stage['status']:<8} {stage['seconds']:>7.1f}  {stage['figure']}")
+    lines.append(f"outcome: {record.get('outcome', 'running')}")
+    return "\n".join(lines)
+
+
+def outcome(failed_stage: str | None, reason: str, rolled_back: bool | None, version: str, colour: str) -> str:
+    """One line: where the version ended and why."""
+    if failed_stage is None:
+        return f"promoted: {version} serves /predict from {colour}"
+    if rolled_back:
+        return f"rolled back: {failed_stage} failed ({reason}); production is back on {colour}"
+    if rolled_back is False:
+        return f"ROLLBACK FAILED after {failed_stage} failed ({reason}); production is {colour}: act now"
+    return f"stopped at {failed_stage}: {reason}; production untouched ({colour})"
+
+
+def next_stage(record: dict) -> str | None:
+    """The stage a run may run now: the first not yet run; None if the run is over."""
+    if record.get("outcome"):
+        return None
+    done = [s["name"] for s in record["stages"]]
+    if done != list(STAGES[: len(done)]):
+        raise ValueError(f"run {record['run_id']} ran its stages out of order: {done}")
+    return STAGES[len(done)] if len(done) < len(STAGES) else None

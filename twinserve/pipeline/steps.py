@@ -1,0 +1,201 @@
+"""The pipeline's stages, one function each: they act, and return the figure they judged.
+
+A stage that fails raises StageFailed (or any TwinserveError) with one line
+saying what and why. Stages change nothing they cannot undo: a smoke failure
+puts staging back; production changes only in promote, and the runner rolls
+it back if anything fails from there on.
+"""
+
+import math
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import requests
+
+from twinserve import deploy, promote
+from twinserve.errors import ConfigError, ServiceError, TwinserveError
+from twinserve.loadtest import Thresholds, judge, run_locust
+from twinserve.pipeline.stages import BakeJudge, BakeLimits, BakeSample
+from twinserve.settings import REPO_ROOT, Stack
+from twinserve.state import read_production
+
+
+class StageFailed(TwinserveError):
+    """A stage ran and its gate said no."""
+
+
+@dataclass
+class Context:
+    stack: Stack
+    record: dict
+    approve: bool = False
+    seed: int | None = None
+    interactive: bool = False
+
+    @property
+    def out_dir(self) -> Path:
+        return self.stack.var_dir / "pipeline" / self.record["run_id"]
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def test(ctx: Context) -> str:
+    """The unit tests of this checkout: the code that is about to deploy the model."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit"],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise StageFailed(f"unit tests failed: {_last_line(result.stdout)}")
+    return _last_line(result.stdout)
+
+
+def train(ctx: Context) -> str:
+    script = Path(ctx.record["model_dir"]) / "train.py"
+    if not script.is_file():
+        raise ConfigError(f"{script} not found: cannot train")
+    argv = [sys.executable, str(script)] + (["--seed", str(ctx.seed)] if ctx.seed is not None else [])
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StageFailed(f"training failed: {_last_line(result.stderr)}")
+    return _last_line(result.stdout)
+
+
+def archive(ctx: Context) -> str:
+    from archiver.build import ArchiveError, build_archive
+
+    try:
+        built = build_archive(Path(ctx.record["model_dir"]), ctx.record["version"], ctx.stack.model_store)
+    except ArchiveError as exc:
+        raise StageFailed(str(exc)) from None
+    return f"{built.path.name}, sha256 {built.sha256[:12]}"
+
+
+def deploy_to_staging(ctx: Context) -> str:
+    change = deploy.register_on_staging(ctx.stack, ctx.record["model"], ctx.record["version"])
+    ctx.record["staging_change"] = asdict(change)
+    return f"{change.model} {change.version} registered on {change.colour} (staging), its default version"
+
+
+def smoke(ctx: Context) -> str:
+    if "staging_change" not in ctx.record:
+        raise StageFailed("nothing deployed to staging in this run")
+    change = deploy.StagingChange(**ctx.record["staging_change"])
+    try:
+        checked = deploy.smoke_staging(ctx.stack, change)
+    except TwinserveError as exc:
+        deploy.undo(ctx.stack, change)
+        raise StageFailed(f"{exc}; staging put back as it was") from None
+    deploy.finish(ctx.stack, change)
+    return f"golden set: {checked} requests answered right via /test/predict by {change.colour} {change.version}"
+
+
+def loadgate(ctx: Context) -> str:
+    p = ctx.stack.pipeline
+    agg = run_locust(
+        ctx.stack.nginx.url, "/test/predict", p.load_users, p.load_users, p.load_seconds, ctx.out_dir / "loadgate"
+    )
+    figure = (
+        f"{agg.requests} requests in {p.load_seconds}s, error ratio {agg.error_ratio:.4f}, "
+        f"p99 {agg.p99_ms:.0f} ms, {agg.rps:.0f} req/s"
+    )
+    missed = judge(agg, Thresholds(p.load_max_error_ratio, p.load_max_p99_ms, p.load_min_rps))
+    if missed:
+        raise StageFailed(f"{figure}: {'; '.join(missed)}")
+    return figure
+
+
+def approve(ctx: Context) -> str:
+    if ctx.approve:
+        return "approved (--approve)"
+    question = f"promote {ctx.record['model']} {ctx.record['version']} to production? [y/N] "
+    if not ctx.interactive:
+        raise StageFailed("needs approval: answer the prompt in a terminal, or rerun with --approve")
+    if input(question).strip().lower() not in ("y", "yes"):
+        raise StageFailed("declined at the prompt")
+    return "approved at the prompt"
+
+
+def promote_staging(ctx: Context) -> str:
+    ctx.record["production_before"] = read_production(ctx.stack)
+    line = promote.swap(ctx.stack)
+    ctx.record["promoted"] = True
+    ctx.record["promoted_at"] = time.time()
+    return line
+
+
+def _query(stack: Stack, promql: str) -> list[dict]:
+    url = f"http://127.0.0.1:{stack.monitoring.prometheus_port}/api/v1/query"
+    try:
+        body = requests.get(url, params={"query": promql}, timeout=5).json()
+    except (requests.RequestException, ValueError) as exc:
+        raise ServiceError(f"Prometheus did not answer: {type(exc).__name__}") from None
+    if body.get("status") != "success":
+        raise ServiceError(f"Prometheus refused {promql!r}: {body.get('error')}")
+    return body["data"]["result"]
+
+
+def _scalar(stack: Stack, promql: str) -> float:
+    result = _query(stack, promql)
+    return float(result[0]["value"][1]) if result else math.nan
+
+
+def bake_sample(stack: Stack, colour: str, window_s: int) -> BakeSample:
+    """The new production colour over the last `window_s` seconds of /predict, and critical alerts."""
+    sel = f'route="production",colour="{colour}"'
+    rps = _scalar(stack, f"sum(rate(twinserve_http_requests_total{{{sel}}}[{window_s}s]))")
+    errors = _scalar(stack, f'sum(rate(twinserve_http_requests_total{{{sel},status=~"5.."}}[{window_s}s]))')
+    p99 = _scalar(
+        stack,
+        f"histogram_quantile(0.99, sum by (le) (rate(twinserve_http_request_duration_seconds_bucket{{{sel}}}"
+        f"[{window_s}s])))",
+    )
+    firing = _query(stack, 'ALERTS{alertstate="firing",severity="critical"}')
+    rps = 0.0 if math.isnan(rps) else rps
+    return BakeSample(
+        requests_per_s=rps,
+        error_ratio=(0.0 if math.isnan(errors) else errors) / rps if rps > 0 else math.nan,
+        p99_ms=p99 * 1000,
+        firing=tuple(sorted({a["metric"].get("alertname", "?") for a in firing})),
+    )
+
+
+def bake(ctx: Context, sleep=time.sleep) -> str:
+    """Watch production for bake_seconds; fail as soon as the judge has seen enough bad checks."""
+    p, stack = ctx.stack.pipeline, ctx.stack
+    colour = read_production(stack)
+    judge_ = BakeJudge(BakeLimits(p.bake_max_error_ratio, p.bake_max_p99_ms, p.bake_breaches_to_fail))
+    every = stack.monitoring.scrape_interval_seconds
+    promoted_at = ctx.record.get("promoted_at", time.time())
+    deadline = time.monotonic() + p.bake_seconds
+    while True:
+        sleep(every)
+        # Only what happened since the promotion: the colour may have been production before.
+        window = int(min(p.bake_window_seconds, max(2 * every, time.time() - promoted_at)))
+        try:
+            sample = bake_sample(stack, colour, window)
+        except ServiceError as exc:
+            sample = BakeSample(0.0, math.nan, math.nan, unavailable=f"no verdict: {exc}")
+        if judge_.add(sample):
+            raise StageFailed(judge_.figure())
+        if time.monotonic() >= deadline:
+            return judge_.figure()
+
+
+STEPS = {
+    "test": test,
+    "train": train,
+    "archive": archive,
+    "deploy": deploy_to_staging,
+    "smoke": smoke,
+    "loadgate": loadgate,
+    "approve": approve,
+    "promote": promote_staging,
+    "bake": bake,
+}

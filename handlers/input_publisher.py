@@ -114,13 +114,16 @@ class InputPublisher:
 
     def _send(self, producer, items: list) -> bool:
         """Hand merged messages to the producer; False if it broke (the rest is dropped and counted)."""
-        for (model, version, features), rows, batches in coalesce(items, self._max_rows):
+        messages = coalesce(items, self._max_rows)
+        for i, ((model, version, features), rows, batches) in enumerate(messages):
             with self._lock:
                 self._in_flight += 1
             try:
                 future = producer.send(self.topic, input_message(model, version, features, rows))
             except Exception as exc:  # noqa: BLE001 - the producer is unusable: count, drop, reconnect
                 self._failed(len(rows), batches, exc)
+                unsent = messages[i + 1 :]
+                self._count(batches_dropped=sum(m[2] for m in unsent), rows_dropped=sum(len(m[1]) for m in unsent))
                 return False
             future.add_callback(self._delivered, len(rows), batches)
             future.add_errback(self._failed, len(rows), batches)
@@ -129,8 +132,8 @@ class InputPublisher:
     def _run(self) -> None:
         """Every flush interval, send what the handler queued since the last one.
 
-        At most max_in_flight messages await delivery; beyond that the thread
-        stops draining, the queue fills, and publish() drops and counts.
+        Once max_in_flight messages await delivery the thread stops draining,
+        the queue fills, and publish() drops and counts.
         """
         producer, backoff, last_stats = None, 0.5, 0.0
         while not self._stop.is_set():

@@ -16,6 +16,10 @@ pipeline {
         string(name: 'VERSION', defaultValue: '', description: 'version to build (empty: the next minor version)')
         string(name: 'SEED', defaultValue: '', description: 'training seed (empty: the training script default)')
         booleanParam(name: 'SKIP_TESTS', defaultValue: false, description: 'skip the unit tests stage')
+        // The stack to ship to. Its state (production colour), model store and var/ must be the
+        // live stack's: run the agent in the checkout where `make up` ran, or name here a stack
+        // file whose var_dir, state_dir and model_store are that checkout's, as absolute paths.
+        string(name: 'TWINSERVE_STACK', defaultValue: '', description: 'stack description of the live stack (empty: config/stack.yaml of this workspace)')
     }
     environment {
         RUN_ID = "jenkins-${env.BUILD_NUMBER}-${currentBuild.startTimeInMillis}"
@@ -42,9 +46,11 @@ pipeline {
             steps { sh '$PIPELINE stage smoke --run-id "$RUN_ID"' }
         }
         stage('loadgate') {
-            steps {
-                sh '$PIPELINE stage loadgate --run-id "$RUN_ID"'
-                archiveArtifacts artifacts: "var/pipeline/${env.RUN_ID}/loadgate/*", allowEmptyArchive: true
+            steps { sh '$PIPELINE stage loadgate --run-id "$RUN_ID"' }
+            post {
+                always {   // Locust's CSV and HTML reports, kept whether the gate passed or not
+                    archiveArtifacts artifacts: 'var/pipeline/*/loadgate/*', allowEmptyArchive: true
+                }
             }
         }
         stage('approve') {

@@ -73,7 +73,7 @@ def switch_to(stack: Stack, target: str) -> str:
     try:
         nginx.set_production(stack, target)
         _verify_production(stack, target)
-    except Exception:
+    except BaseException:  # an interrupt too (Ctrl-C, Jenkins' abort): never leave a half switch
         write_production(stack, previous)
         with contextlib.suppress(ServiceError):
             nginx.set_production(stack, previous)

@@ -73,6 +73,11 @@ class MonitoringSettings:
     exporter_port: int
     alert_receiver_port: int
     scrape_interval_seconds: int
+    prometheus_host: str = "127.0.0.1"  # where the control plane queries it (the pipeline's bake)
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.prometheus_host}:{self.prometheus_port}"
 
     @property
     def ports(self) -> list[int]:

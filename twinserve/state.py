@@ -15,6 +15,7 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the stack's other processes (and containers) read it
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

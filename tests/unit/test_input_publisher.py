@@ -149,3 +149,30 @@ def test_a_failing_connection_is_retried_until_it_works(tmp_path):
         assert len(attempts) == 2
     finally:
         publisher.close()
+
+
+def test_a_producer_that_breaks_mid_flush_counts_every_batch_it_did_not_send(tmp_path):
+    class BreaksOnSecondSend(FakeProducer):
+        def send(self, topic, message):
+            if self.sent:
+                raise RuntimeError("connection lost")
+            return super().send(topic, message)
+
+    producer = BreaksOnSecondSend()
+    release = threading.Event()
+
+    def factory():
+        release.wait()  # connect only once everything is queued: one flush, several messages
+        return producer
+
+    publisher = InputPublisher("unused:9092", "inputs", tmp_path, producer_factory=factory, max_rows_per_message=2)
+    try:
+        for i in range(4):
+            publisher.publish(*KEY, [[i, i], [i, -i]])  # 2 rows each: one message per batch
+        release.set()
+        assert wait_for(lambda: publisher.stats["batches_sent"] + publisher.stats["batches_dropped"] == 4)
+        assert publisher.stats["batches_sent"] == 1 and publisher.stats["rows_sent"] == 2
+        assert publisher.stats["batches_dropped"] == 3 and publisher.stats["rows_dropped"] == 6
+        assert publisher.stats["send_errors"] == 1
+    finally:
+        publisher.close()

@@ -21,7 +21,7 @@ PARAMS = {"MODEL_DIR": "models/regressor", "VERSION": "1.4", "SEED": "7", "RUN_I
 def stage_blocks() -> dict[str, str]:
     """{stage name: its body}, in file order."""
     names = list(re.finditer(r"stage\('([a-z]+)'\)", GROOVY))
-    ends = [m.start() for m in names[1:]] + [GROOVY.index("post {")]
+    ends = [m.start() for m in names[1:]] + [GROOVY.rindex("post {")]
     return {m.group(1): GROOVY[m.end() : end] for m, end in zip(names, ends, strict=True)}
 
 
@@ -76,7 +76,7 @@ def test_approval_is_an_input_step_then_the_approve_stage():
 
 
 def test_an_aborted_build_rolls_back_through_the_abort_command():
-    post = GROOVY[GROOVY.index("post {") :]
+    post = GROOVY[GROOVY.rindex("post {") :]
     aborted = post[post.index("aborted {") : post.index("always {")]
     [command] = shell_commands(aborted)
     args = parser().parse_args(expand(command))

@@ -70,18 +70,20 @@ def test_a_passed_bake_reports_its_worst_figures():
 
 
 @pytest.mark.parametrize(
-    ("stage", "promoted", "rolled_back", "expected"),
+    ("stage", "before", "now", "rolled_back", "expected"),
     [
-        ("smoke", False, False, False),
-        ("approve", False, False, False),
-        ("promote", False, False, False),  # the swap undoes itself when it fails
-        ("promote", True, False, True),
-        ("bake", True, False, True),
-        ("bake", True, True, False),  # already rolled back
+        ("smoke", None, "blue", False, False),
+        ("approve", None, "blue", False, False),
+        ("promote", None, "blue", False, False),  # failed before recording anything: nothing switched
+        ("promote", "blue", "blue", False, False),  # the swap undid itself
+        ("promote", "blue", "green", False, True),  # interrupted in the middle of the switch
+        ("bake", "blue", "green", False, True),
+        ("bake", "blue", "green", True, False),  # already rolled back
+        ("bake", "blue", "blue", False, False),  # production is where the run found it
     ],
 )
-def test_rollback_only_after_production_was_switched(stage, promoted, rolled_back, expected):
-    assert needs_rollback(stage, promoted, rolled_back) is expected
+def test_rollback_only_when_production_was_switched_away(stage, before, now, rolled_back, expected):
+    assert needs_rollback(stage, before, now, rolled_back) is expected
 
 
 def test_next_stage_follows_the_order_and_ends():

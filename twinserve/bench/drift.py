@@ -63,7 +63,11 @@ def ab_row(label: str, connections: int, with_publish: list[WrkReport], without:
 
 
 def publish_call_cost(stack: Stack, model: str, version: str, calls: int) -> str:
-    """Per-call time of what the handler adds to a batch: encode the rows, queue them."""
+    """Per-call time of what the handler adds to a batch: queue its rows.
+
+    Not the whole cost: encoding and sending happen on the worker's background
+    thread, in the same process; the A/B rows above measure that.
+    """
     import sys
     import tempfile
 

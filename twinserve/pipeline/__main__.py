@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from archiver.build import VERSION_RE
+from twinserve import nginx
 from twinserve.errors import EXIT_USAGE, ConfigError, TwinserveError
 from twinserve.models import next_version
 from twinserve.pipeline import record as records
@@ -45,13 +46,17 @@ def start(stack: Stack, model_dir: Path, version: str | None, run_id: str | None
 def _roll_back(ctx: Context) -> bool:
     """Production back to the colour it had before this run promoted; True if it is."""
     before = ctx.record["production_before"]
-    if read_production(ctx.stack) == before:
-        return True
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second abort must not split state and Nginx
     try:
-        switch_to(ctx.stack, before)
+        if read_production(ctx.stack) != before:
+            switch_to(ctx.stack, before)
+        elif nginx.get_production(ctx.stack) != before:  # state restored, Nginx not: finish the job
+            nginx.set_production(ctx.stack, before)
     except TwinserveError as exc:
         print(f"pipeline: rollback to {before} failed: {exc}", file=sys.stderr)
         return False
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"pipeline: rolled back: production is {before.upper()}")
     return True
 
@@ -72,15 +77,17 @@ def run_stage(ctx: Context, name: str, skip: bool = False) -> bool:
             figure, status = str(exc), stages.FAILED
         except KeyboardInterrupt:
             figure, status = "interrupted", stages.FAILED
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a bug or a tool's exit is a failed stage too
+            figure, status = f"{type(exc).__name__}: {exc}", stages.FAILED
     seconds = time.monotonic() - began
     ctx.record["stages"].append({"name": name, "status": status, "seconds": round(seconds, 1), "figure": figure})
     print(f"{name:<9} {status:<8} {seconds:>6.1f}s  {figure}", flush=True)
     version, failed = ctx.record["version"], status == stages.FAILED
     if failed:
         rolled_back = None
-        if stages.needs_rollback(name, ctx.record["promoted"], bool(ctx.record["rolled_back"])):
-            rolled_back = _roll_back(ctx)
-            ctx.record["rolled_back"] = rolled_back
+        before = ctx.record.get("production_before")
+        if stages.needs_rollback(name, before, read_production(ctx.stack), bool(ctx.record["rolled_back"])):
+            rolled_back = ctx.record["rolled_back"] = _roll_back(ctx)
         production = read_production(ctx.stack)
         ctx.record["outcome"] = stages.outcome(name, figure, rolled_back, version, production)
     elif stages.next_stage(ctx.record) is None:
@@ -97,7 +104,8 @@ def abort(ctx: Context) -> None:
     if failed is None:
         return
     rolled_back = None
-    if stages.needs_rollback(failed, ctx.record["promoted"], bool(ctx.record["rolled_back"])):
+    before = ctx.record.get("production_before")
+    if stages.needs_rollback(failed, before, read_production(ctx.stack), bool(ctx.record["rolled_back"])):
         rolled_back = ctx.record["rolled_back"] = _roll_back(ctx)
     version, production = ctx.record["version"], read_production(ctx.stack)
     ctx.record["outcome"] = stages.outcome(failed, "aborted", rolled_back, version, production)

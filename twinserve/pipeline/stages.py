@@ -9,9 +9,14 @@ SKIPPABLE = ("test", "train")  # the rest are the gates; skipping them would def
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
 
-def needs_rollback(failed_stage: str, promoted: bool, rolled_back: bool) -> bool:
-    """A failure at or after promotion, with production switched and not yet switched back."""
-    return promoted and not rolled_back and not STAGES.index(failed_stage) < STAGES.index("promote")
+def needs_rollback(failed_stage: str, production_before: str | None, production_now: str, rolled_back: bool) -> bool:
+    """A failure at or after promotion, with production not (or no longer) where this run found it.
+
+    Decided from the colours, not from whether the promote stage returned: an
+    interrupt in the middle of the switch must still be undone.
+    """
+    promoting = STAGES.index(failed_stage) >= STAGES.index("promote")
+    return promoting and production_before is not None and production_now != production_before and not rolled_back
 
 
 @dataclass(frozen=True)

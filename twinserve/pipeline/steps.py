@@ -18,9 +18,11 @@ import requests
 from twinserve import deploy, promote
 from twinserve.errors import ConfigError, ServiceError, TwinserveError
 from twinserve.loadtest import Thresholds, judge, run_locust
+from twinserve.pipeline import record as records
 from twinserve.pipeline.stages import BakeJudge, BakeLimits, BakeSample
 from twinserve.settings import REPO_ROOT, Stack
 from twinserve.state import read_production
+from twinserve.torchserve import Management
 
 
 class StageFailed(TwinserveError):
@@ -123,15 +125,24 @@ def approve(ctx: Context) -> str:
 
 
 def promote_staging(ctx: Context) -> str:
-    ctx.record["production_before"] = read_production(ctx.stack)
-    line = promote.swap(ctx.stack)
+    """Swap, but only if staging still serves what this run tested (time passes while approval waits)."""
+    change, stack = ctx.record["staging_change"], ctx.stack
+    production = read_production(stack)
+    staging = stack.other(production)
+    if staging != change["colour"]:
+        raise StageFailed(f"{change['colour']} is production now, not staging: someone swapped since the deploy")
+    serving = Management(stack, staging).default_version(change["model"])
+    if serving != change["version"]:
+        raise StageFailed(f"staging ({staging}) serves {serving} now, not {change['version']}: someone deployed since")
+    ctx.record.update(production_before=production, promoted_colour=staging, promoted_at=time.time())
+    records.save(stack, ctx.record)  # before the switch: an interrupted switch is still rolled back
+    line = promote.swap(stack)
     ctx.record["promoted"] = True
-    ctx.record["promoted_at"] = time.time()
     return line
 
 
 def _query(stack: Stack, promql: str) -> list[dict]:
-    url = f"http://127.0.0.1:{stack.monitoring.prometheus_port}/api/v1/query"
+    url = f"{stack.monitoring.prometheus_url}/api/v1/query"
     try:
         body = requests.get(url, params={"query": promql}, timeout=5).json()
     except (requests.RequestException, ValueError) as exc:
@@ -156,7 +167,11 @@ def bake_sample(stack: Stack, colour: str, window_s: int) -> BakeSample:
         f"histogram_quantile(0.99, sum by (le) (rate(twinserve_http_request_duration_seconds_bucket{{{sel}}}"
         f"[{window_s}s])))",
     )
-    firing = _query(stack, 'ALERTS{alertstate="firing",severity="critical"}')
+    # Critical alerts about this colour, or about no colour in particular (not the staging one's).
+    firing = [
+        a for a in _query(stack, 'ALERTS{alertstate="firing",severity="critical"}')
+        if a["metric"].get("colour", colour) == colour
+    ]  # fmt: skip
     rps = 0.0 if math.isnan(rps) else rps
     return BakeSample(
         requests_per_s=rps,
@@ -169,7 +184,7 @@ def bake_sample(stack: Stack, colour: str, window_s: int) -> BakeSample:
 def bake(ctx: Context, sleep=time.sleep) -> str:
     """Watch production for bake_seconds; fail as soon as the judge has seen enough bad checks."""
     p, stack = ctx.stack.pipeline, ctx.stack
-    colour = read_production(stack)
+    colour = ctx.record["promoted_colour"]
     judge_ = BakeJudge(BakeLimits(p.bake_max_error_ratio, p.bake_max_p99_ms, p.bake_breaches_to_fail))
     every = stack.monitoring.scrape_interval_seconds
     promoted_at = ctx.record.get("promoted_at", time.time())
@@ -182,6 +197,8 @@ def bake(ctx: Context, sleep=time.sleep) -> str:
             sample = bake_sample(stack, colour, window)
         except ServiceError as exc:
             sample = BakeSample(0.0, math.nan, math.nan, unavailable=f"no verdict: {exc}")
+        if read_production(stack) != colour:
+            raise StageFailed(f"production is {read_production(stack)} now, not {colour}: someone switched it")
         if judge_.add(sample):
             raise StageFailed(judge_.figure())
         if time.monotonic() >= deadline:

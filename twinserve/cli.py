@@ -10,12 +10,14 @@ A failure prints one line, `twinserve <verb>: error: ...`, and exits non-zero.
 """
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 from twinserve import compose, deploy, promote, stack
 from twinserve.errors import TwinserveError
 from twinserve.settings import load_stack
+from twinserve.state import exclusive
 
 
 def _up(s, args):
@@ -42,6 +44,9 @@ VERBS = {
 }
 
 
+CHANGES = ("deploy", "swap", "rollback")  # one at a time, with the pipeline's deploy, smoke and promote
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="twinserve", description="Blue/green TorchServe behind Nginx.")
     p.add_argument("--stack", type=Path, help="stack description (default: $TWINSERVE_STACK or config/stack.yaml)")
@@ -58,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = load_stack(args.stack)
-        VERBS[args.verb][0](settings, args)
+        with exclusive(settings, f"twinserve {args.verb}") if args.verb in CHANGES else contextlib.nullcontext():
+            VERBS[args.verb][0](settings, args)
     except TwinserveError as exc:
         print(f"twinserve {args.verb}: error: {exc}", file=sys.stderr)
         return exc.exit_code

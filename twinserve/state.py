@@ -2,12 +2,14 @@
 archive each colour serves. Plain files in the stack's state_dir, each written
 atomically (temp file + rename) so a reader never sees half a write."""
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
 from pathlib import Path
 
-from twinserve.errors import ConfigError
+from twinserve.errors import ConfigError, PreflightError
 from twinserve.settings import Stack
 
 
@@ -66,3 +68,31 @@ def record_deployment(stack: Stack, colour: str, model: str, version: str) -> No
     deployments = read_deployments(stack)
     deployments[colour][model] = version
     write_atomic(deployments_file(stack), json.dumps(deployments, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def exclusive(stack: Stack, what: str):
+    """One change to the stack at a time: deploy, swap, rollback and the pipeline's changing stages.
+
+    A second command refuses at once (it does not queue behind the first: a
+    queued swap would act on a production that changed under it). The lock is
+    an flock on state_dir/.lock, released by the kernel if the holder dies.
+    """
+    path = stack.state_dir / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another command"
+            raise PreflightError(f"{holder} is changing the stack; try again when it has finished") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{what} (pid {os.getpid()})")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)
+            fcntl.flock(f, fcntl.LOCK_UN)

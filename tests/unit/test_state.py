@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from twinserve import state
-from twinserve.errors import ConfigError
+from twinserve.errors import ConfigError, PreflightError
 from twinserve.settings import DEFAULT_STACK, load_stack, parse_stack
 
 RAW = yaml.safe_load(DEFAULT_STACK.read_text())
@@ -115,3 +115,21 @@ def test_a_deployment_is_recorded_for_one_colour_only(stack_file):
         "blue": {"regressor": "1.0"},
         "green": {"regressor": "1.1"},
     }
+
+
+def test_one_change_at_a_time_and_the_second_says_who_holds_it(stack):
+    with state.exclusive(stack, "twinserve swap"):
+        with pytest.raises(PreflightError, match=r"twinserve swap \(pid \d+\) is changing the stack"):
+            with state.exclusive(stack, "twinserve deploy"):
+                pass
+    with state.exclusive(stack, "twinserve deploy"):  # released: the next one goes
+        pass
+
+
+def test_a_locked_stack_refuses_the_cli_with_one_line(stack_file, capsys):
+    from twinserve.cli import main
+
+    with state.exclusive(load_stack(stack_file), "pipeline run r1"):
+        assert main(["--stack", str(stack_file), "swap"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("twinserve swap: error: pipeline run r1 (pid ") and "\n" not in err

@@ -14,6 +14,7 @@ import argparse
 import signal
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from archiver.build import VERSION_RE
@@ -25,9 +26,10 @@ from twinserve.pipeline import stages
 from twinserve.pipeline.steps import STEPS, Context
 from twinserve.promote import switch_to
 from twinserve.settings import Stack, load_stack
-from twinserve.state import read_production
+from twinserve.state import exclusive, read_production
 
 EXIT_ROLLBACK_FAILED = 3
+LOCKED = ("deploy", "smoke", "promote")  # the stages that change the stack: one change at a time
 
 
 def start(stack: Stack, model_dir: Path, version: str | None, run_id: str | None = None) -> dict:
@@ -48,10 +50,11 @@ def _roll_back(ctx: Context) -> bool:
     before = ctx.record["production_before"]
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second abort must not split state and Nginx
     try:
-        if read_production(ctx.stack) != before:
-            switch_to(ctx.stack, before)
-        elif nginx.get_production(ctx.stack) != before:  # state restored, Nginx not: finish the job
-            nginx.set_production(ctx.stack, before)
+        with exclusive(ctx.stack, f"pipeline run {ctx.record['run_id']} (rollback)"):
+            if read_production(ctx.stack) != before:
+                switch_to(ctx.stack, before)
+            elif nginx.get_production(ctx.stack) != before:  # state restored, Nginx not: finish the job
+                nginx.set_production(ctx.stack, before)
     except TwinserveError as exc:
         print(f"pipeline: rollback to {before} failed: {exc}", file=sys.stderr)
         return False
@@ -72,7 +75,8 @@ def run_stage(ctx: Context, name: str, skip: bool = False) -> bool:
     status, figure = stages.SKIPPED, "skipped"
     if not skip:
         try:
-            figure, status = STEPS[name](ctx), stages.PASSED
+            with exclusive(ctx.stack, f"pipeline run {ctx.record['run_id']}") if name in LOCKED else nullcontext():
+                figure, status = STEPS[name](ctx), stages.PASSED
         except TwinserveError as exc:
             figure, status = str(exc), stages.FAILED
         except KeyboardInterrupt:

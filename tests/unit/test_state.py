@@ -118,10 +118,13 @@ def test_a_deployment_is_recorded_for_one_colour_only(stack_file):
 
 
 def test_one_change_at_a_time_and_the_second_says_who_holds_it(stack):
-    with state.exclusive(stack, "twinserve swap"):
-        with pytest.raises(PreflightError, match=r"twinserve swap \(pid \d+\) is changing the stack"):
-            with state.exclusive(stack, "twinserve deploy"):
-                pass
+    held = r"twinserve swap \(pid \d+\) is changing the stack"
+    with (
+        state.exclusive(stack, "twinserve swap"),
+        pytest.raises(PreflightError, match=held),
+        state.exclusive(stack, "twinserve deploy"),
+    ):
+        pass
     with state.exclusive(stack, "twinserve deploy"):  # released: the next one goes
         pass
 

@@ -13,6 +13,7 @@ import requests
 from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
+from archiver import build_archive
 from simulator.kafka_producer.stream import Drift, messages
 from twinserve import monitoring, processes
 from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
@@ -187,6 +188,32 @@ def test_the_simulators_drift_on_x1_shows_in_prometheus_and_x2_stays_calm(stack)
     # the last 500 inputs are all shifted by one std: z ~ sqrt(500) ~ 22
     assert z["x1"] > 15
     assert abs(z["x2"]) < 3
+
+
+def test_the_drift_alert_fires_for_x1_into_the_receiver_and_not_for_x2(stack, workdir):
+    """TwinserveDriftDetected end to end: z over 4 for 2 minutes, then Alertmanager, then the receiver.
+
+    On a version of its own (7.7, archived here, never served): earlier tests sent
+    constant inputs to the served versions, which are drift on both features.
+    """
+    build_archive(workdir / "models" / "regressor", "7.7", stack.model_store)
+    subprocess.run(
+        [sys.executable, "-m", "simulator.kafka_producer", "--messages", "1000", "--feature", "x1", "--shift", "1",
+         "--drift-after", "400", "--seed", "12", "--version", "7.7"],
+        env={**os.environ, "TWINSERVE_STACK": str(stack.path)}, cwd=REPO_ROOT, check=True, timeout=120,
+    )  # fmt: skip
+    receiver = f"http://127.0.0.1:{stack.monitoring.alert_receiver_port}/alerts"
+
+    def received():
+        alerts = requests.get(receiver, params={"alertname": "TwinserveDriftDetected", "status": "firing"}, timeout=5)
+        return [a for a in alerts.json() if a["labels"].get("version") == "7.7"]
+
+    alerts = poll(received, timeout=240, every=5)
+    assert alerts, prometheus_query(stack, 'ALERTS{alertname="TwinserveDriftDetected",version="7.7"}')
+    assert {a["labels"]["feature"] for a in alerts} == {"x1"}
+    assert alerts[0]["severity"] == "warning"
+    firing = prometheus_query(stack, 'ALERTS{alertname="TwinserveDriftDetected",alertstate="firing",version="7.7"}')
+    assert [r["metric"]["feature"] for r in firing] == ["x1"]
 
 
 def test_predictions_go_on_while_the_broker_is_down_and_publishing_resumes(stack):

@@ -63,3 +63,19 @@ def test_feature_drift_z_follows_a_shift():
     shifted = drift.z(0.5, math.sqrt(1 / 12), min_samples=100)
     assert shifted > 15  # ~ 1 * sqrt(500) = 22
     assert drift.overall.n == 1500
+
+
+@pytest.mark.parametrize("chunks", [[5], [1, 1, 1], [3, 0, 7, 2], [200, 1, 40], [12, 600, 3]])
+def test_adding_a_message_at_once_is_adding_its_values_one_by_one(chunks):
+    rng = random.Random(sum(chunks))
+    one, many = FeatureDrift(window_size=50), FeatureDrift(window_size=50)
+    for size in chunks:
+        values = [rng.uniform(-3, 9) for _ in range(size)]
+        for x in values:
+            one.add(x)
+        many.add_many(values)
+        assert many.overall.n == one.overall.n
+        assert many.overall.mean == pytest.approx(one.overall.mean, rel=1e-12, abs=1e-12)
+        assert many.overall.variance == pytest.approx(one.overall.variance, rel=1e-9, abs=1e-12)
+        assert list(many.window.values) == list(one.window.values)
+        assert many.window.mean == pytest.approx(one.window.mean, rel=1e-12, abs=1e-12)

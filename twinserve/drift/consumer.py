@@ -96,8 +96,7 @@ class DriftConsumer:
             return False
         for j, feature in enumerate(inputs.features):
             drift = self.features.setdefault((*key, feature), FeatureDrift(self.settings.window))
-            for row in inputs.rows:
-                drift.add(row[j])
+            drift.add_many([row[j] for row in inputs.rows])
             self._export(inputs.model, inputs.version, feature, drift, reference[feature])
         self.metrics.consumed.inc()
         return True

@@ -30,6 +30,19 @@ class Welford:
         self.mean += delta / self.n
         self.m2 += delta * (x - self.mean)
 
+    def add_many(self, xs: list[float]) -> None:
+        """Same result as add() per value, merged in one step (Chan et al.): a message's rows at once."""
+        k = len(xs)
+        if k == 0:
+            return
+        mean_b = math.fsum(xs) / k
+        m2_b = math.fsum((x - mean_b) ** 2 for x in xs)
+        n = self.n + k
+        delta = mean_b - self.mean
+        self.mean += delta * k / n
+        self.m2 += m2_b + delta * delta * self.n * k / n
+        self.n = n
+
     @property
     def variance(self) -> float:
         return self.m2 / (self.n - 1) if self.n > 1 else 0.0
@@ -51,6 +64,16 @@ class Window:
         self.values.append(x)
         self.total += x
         if len(self.values) > self.size:
+            self.total -= self.values.popleft()
+
+    def add_many(self, xs: list[float]) -> None:
+        if len(xs) >= self.size:  # the window is the last `size` of them: start afresh, exactly
+            self.values = deque(xs[-self.size :])
+            self.total = math.fsum(self.values)
+            return
+        self.values.extend(xs)
+        self.total += math.fsum(xs)
+        while len(self.values) > self.size:
             self.total -= self.values.popleft()
 
     @property
@@ -90,6 +113,10 @@ class FeatureDrift:
     def add(self, x: float) -> None:
         self.overall.add(x)
         self.window.add(x)
+
+    def add_many(self, xs: list[float]) -> None:
+        self.overall.add_many(xs)
+        self.window.add_many(xs)
 
     def z(self, ref_mean: float, ref_std: float, min_samples: int) -> float | None:
         return zscore(self.window.mean, self.window.n, ref_mean, ref_std, min_samples)

@@ -37,13 +37,14 @@ def coalesce(items: list[tuple[tuple, list]], max_rows: int) -> list[tuple[tuple
     Order is kept (the consumer's window is the most recent inputs); a merged
     message never exceeds max_rows unless a single batch does.
     """
-    merged: list[tuple[tuple, list, int]] = []
+    merged: list[list] = []  # [key, rows, batches], rows extended in place
     for key, rows in items:
         if merged and merged[-1][0] == key and len(merged[-1][1]) + len(rows) <= max_rows:
-            merged[-1] = (key, merged[-1][1] + rows, merged[-1][2] + 1)
+            merged[-1][1].extend(rows)
+            merged[-1][2] += 1
         else:
-            merged.append((key, list(rows), 1))
-    return merged
+            merged.append([key, list(rows), 1])
+    return [tuple(m) for m in merged]
 
 
 class InputPublisher:

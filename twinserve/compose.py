@@ -40,23 +40,20 @@ def load(path: Path = COMPOSE_STACK) -> tuple[Stack, ComposeSettings]:
     """The compose stack and its compose-only settings; the latter must not reuse a stack port."""
     stack = load_stack(path)
     compose = _section(ComposeSettings, read_raw(path).get("compose"), f"{path}: compose")
-    needed = {*PROMETHEUS_TARGETS, "alert_receiver"} - {"nginx"}
+    needed = {*PROMETHEUS_TARGETS, "alert_receiver"} - {"nginx", "prometheus"}  # those two: the stack's hosts
     if needed - set(compose.hosts):
         raise ConfigError(f"{path}: compose.hosts misses {sorted(needed - set(compose.hosts))}")
-    taken = set(stack_ports(stack)) & set(compose.ports)
+    taken = set(stack.ports) & set(compose.ports)
     if taken:
         raise ConfigError(f"{path}: compose port {sorted(taken)} is already a stack port")
     return stack, compose
 
 
-def stack_ports(stack: Stack) -> list[int]:
-    ports = [stack.nginx.port, stack.nginx.admin_port, *stack.monitoring.ports]
-    ports += [stack.drift.broker_port, stack.drift.consumer_metrics_port]
-    return ports + [p for c in stack.colours.values() for p in c.ports]
-
-
 def prometheus_hosts(stack: Stack, compose: ComposeSettings) -> dict[str, str]:
-    return {**{c: stack.colour_host(c) for c in stack.colours}, **compose.hosts, "nginx": stack.nginx.host}
+    return {
+        **{c: stack.colour_host(c) for c in stack.colours}, **compose.hosts,
+        "nginx": stack.nginx.host, "prometheus": stack.monitoring.prometheus_host,
+    }  # fmt: skip
 
 
 def rendered(stack: Stack, compose: ComposeSettings, source: Path = COMPOSE_STACK) -> dict[str, str]:

@@ -173,6 +173,13 @@ class Stack:
     def colour_store(self, colour: str) -> Path:
         return self.colour_dir(colour) / "model-store"
 
+    @property
+    def ports(self) -> list[int]:
+        """Every port the stack listens on (each must be distinct)."""
+        ports = [self.nginx.port, self.nginx.admin_port, *self.monitoring.ports]
+        ports += [self.drift.broker_port, self.drift.consumer_metrics_port]
+        return ports + [p for c in self.colours.values() for p in c.ports]
+
     def colour_host(self, colour: str) -> str:
         return self.colours[colour].host or self.torchserve.host
 
@@ -236,10 +243,8 @@ def parse_stack(raw: dict, path: Path, root: Path = REPO_ROOT) -> Stack:
         raise ConfigError(f"{path}: colours must be exactly two lower-case names, got {list(colours)}")
     if not models:
         raise ConfigError(f"{path}: models must name at least one model")
-    ports = [nginx.port, nginx.admin_port, *monitoring.ports, drift.broker_port, drift.consumer_metrics_port]
-    ports += [p for c in colours.values() for p in c.ports]
-    if len(set(ports)) != len(ports):
-        raise ConfigError(f"{path}: a port is used twice: {sorted(ports)}")
+    if len(set(stack.ports)) != len(stack.ports):
+        raise ConfigError(f"{path}: a port is used twice: {sorted(stack.ports)}")
     return stack
 
 

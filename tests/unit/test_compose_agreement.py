@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from twinserve.compose import COMPOSE_FILE, COMPOSE_STACK, RENDERED_DIR, load, stack_ports
+from twinserve.compose import COMPOSE_FILE, COMPOSE_STACK, RENDERED_DIR, load
 from twinserve.render import PROMETHEUS_RULES, log_dir, nginx_dir
 from twinserve.settings import REPO_ROOT
 
@@ -47,7 +47,8 @@ def env_file() -> dict[str, str]:
 
 
 def test_the_whole_stack_runs_by_default_and_the_rest_under_profiles():
-    expected = {STACK.nginx.host, STACK.drift.broker_host, "grafana", "archives", *SETTINGS.hosts.values()}
+    expected = {STACK.nginx.host, STACK.drift.broker_host, M.prometheus_host, "grafana", "archives"}
+    expected |= set(SETTINGS.hosts.values())
     expected |= {STACK.colour_host(c) for c in STACK.colours}
     assert set(CORE) == expected
     assert {s: spec["profiles"] for s, spec in SERVICES.items() if s not in CORE} == {
@@ -78,7 +79,7 @@ def test_only_nginx_and_the_uis_are_published_on_the_host_loopback():
     ip = SETTINGS.publish_address
     assert published == {
         STACK.nginx.host: [f"{ip}:{STACK.nginx.port}:{STACK.nginx.port}"],
-        SETTINGS.hosts["prometheus"]: [f"{ip}:{M.prometheus_port}:{M.prometheus_port}"],
+        M.prometheus_host: [f"{ip}:{M.prometheus_port}:{M.prometheus_port}"],
         SETTINGS.hosts["alertmanager"]: [f"{ip}:{M.alertmanager_port}:{M.alertmanager_port}"],
         "grafana": [f"{ip}:{SETTINGS.grafana_port}:{SETTINGS.grafana_port}"],
     }
@@ -87,7 +88,7 @@ def test_only_nginx_and_the_uis_are_published_on_the_host_loopback():
 def test_every_port_in_the_file_is_a_stack_port():
     """A port written here that the stack description does not have would be a second source."""
     found = {int(p) for p in re.findall(r"[:/](\d{2,5})(?![\w.])", TEXT)}
-    allowed = set(stack_ports(STACK)) | set(SETTINGS.ports)
+    allowed = set(STACK.ports) | set(SETTINGS.ports)
     assert found and found <= allowed, sorted(found - allowed)
     management = {p for c in STACK.colours.values() for p in (c.management_port, c.metrics_port)}
     assert not management & found, "TorchServe's management and metrics ports are never written (nor published)"
@@ -118,7 +119,7 @@ def test_nginx_mounts_the_rendered_config_and_the_state():
 
 
 def test_prometheus_and_alertmanager_read_the_rendered_files_and_native_rules():
-    prometheus, alertmanager = SETTINGS.hosts["prometheus"], SETTINGS.hosts["alertmanager"]
+    prometheus, alertmanager = M.prometheus_host, SETTINGS.hosts["alertmanager"]
     m = mounts(prometheus)
     assert m[flag(prometheus, "--config.file")] == (rel(RENDERED_DIR / "prometheus.yml"), "ro")
     assert m[SETTINGS.prometheus_rules] == (rel(PROMETHEUS_RULES), "ro")
@@ -152,7 +153,7 @@ def test_grafana_is_provisioned_from_config_grafana():
     providers = yaml.safe_load((REPO_ROOT / "config/grafana/provisioning/dashboards/dashboards.yml").read_text())
     assert m[providers["providers"][0]["options"]["path"]] == ("./config/grafana/dashboards", "ro")
     datasources = yaml.safe_load((REPO_ROOT / "config/grafana/provisioning/datasources/prometheus.yml").read_text())
-    assert datasources["datasources"][0]["url"] == f"http://{SETTINGS.hosts['prometheus']}:{M.prometheus_port}"
+    assert datasources["datasources"][0]["url"] == f"http://{M.prometheus_host}:{M.prometheus_port}"
     assert SERVICES["grafana"]["environment"]["GF_SERVER_HTTP_PORT"] == str(SETTINGS.grafana_port)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from twinserve.compose import COMPOSE_STACK, load, prometheus_hosts, stack_ports
+from twinserve.compose import COMPOSE_STACK, load, prometheus_hosts
 from twinserve.errors import ConfigError
 from twinserve.render import render_prometheus
 from twinserve.settings import DEFAULT_STACK, load_stack, merge
@@ -29,7 +29,7 @@ def test_merge_overlays_mappings_key_by_key():
 
 def test_every_port_comes_from_the_native_stack(native, compose):
     stack, _ = compose
-    assert stack_ports(stack) == stack_ports(native)
+    assert stack.ports == native.ports
     overlay = yaml.safe_load(COMPOSE_STACK.read_text())
     written = [k for section in overlay.values() if isinstance(section, dict) for k in section if k.endswith("port")]
     written += [k for c in overlay["colours"].values() for k in c if k.endswith("port")]

@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from tabular_codec import BadRequest, Rows, format_error, format_output, parse_request
+from tabular_codec import BadRequest, Rows, _number, format_error, format_output, parse_request
 
 N_FEATURES = 2
 MAX_ROWS = 64
@@ -244,3 +244,38 @@ def test_one_row_sent_as_a_list_is_answered_with_a_list():
 def test_error_is_json_with_the_message():
     message = 'missing key "data"; expected {"data": [x1, x2]}'
     assert json.loads(format_error(message)) == {"error": message}
+
+
+FLOATS = [0.0, -0.0, 0.1, -2.5, 1e-310, 5e-324, 1.7976931348623157e308, -1e22, 1e16, 123456789.125, 0.12997038662433624]
+
+
+@pytest.mark.parametrize("value", FLOATS)
+def test_answers_are_the_bytes_json_dumps_writes(value):
+    """format_output writes JSON by hand on the hot path; it must be json.dumps's text, not just equivalent JSON."""
+    assert format_output([value], single=True) == json.dumps({"output": value})
+    assert format_output([value, -value, value / 3], single=False) == json.dumps({"output": [value, -value, value / 3]})
+
+
+def test_answers_match_json_dumps_for_random_floats():
+    import random
+
+    rng = random.Random(11)
+    for _ in range(2000):
+        row = [rng.uniform(-1e6, 1e6) * 10 ** rng.randint(-30, 30) for _ in range(rng.randint(1, 5))]
+        assert format_output(row, single=False) == json.dumps({"output": row})
+        assert format_output(row, single=True) == json.dumps({"output": row[0]})
+
+
+@pytest.mark.parametrize(
+    "row",
+    [[0.2, 0.6], [1, 0.5], [0.5, 10**400], [True, 0.1], [0.1, float("nan")], [-float("inf"), 0.0], ["1", 0], [None, 1]],
+)
+def test_rows_of_floats_and_anything_else_follow_the_same_rules(row):
+    """Finite floats skip the per-value checks; every other value still goes through them."""
+    try:
+        expected = [[_number(v, '"data"[0]') for v in row]]
+    except BadRequest:
+        with pytest.raises(BadRequest):
+            parse({"data": row})
+    else:
+        assert parse({"data": row}).values == expected

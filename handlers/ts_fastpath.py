@@ -4,13 +4,16 @@ TorchServe 0.12's Python worker reads every field of every request (ids, each
 header name and value, content type, body, and their lengths) with a separate
 socket recv() through four layers of function calls, and encodes every answer
 with a dozen small bytearray appends. Under load that made most of the worker's
-CPU time, more than the model. This module replaces three functions of
-ts.protocol.otf_message_handler without changing a byte on the wire:
+CPU time, more than the model. This module replaces four functions of
+ts.protocol.otf_message_handler and ts.service, without changing a byte on the
+wire or what the handler is given:
 
 - _retrieve_buffer: fields are served from one buffer per socket, filled by
   recv() calls of up to 256 KiB, instead of one recv() per field;
 - _retrieve_inference_msg: a whole batch is parsed from that buffer in one
-  pass (parse_batch), yielding the same dicts TorchServe's parser builds;
+  pass (parse_batch), straight into what Service.predict hands the handler;
+- Service.retrieve_data_for_inference: returns that parsed Batch as it is
+  (TorchServe's version builds it from intermediate dicts, request by request);
 - create_predict_response, as ts.service calls it: answers whose values are
   text or bytes, with no streaming, are encoded in one pass (encode_response);
   anything else goes to TorchServe's own function.
@@ -28,6 +31,8 @@ import logging
 import os
 import struct
 import sys
+
+from ts.context import RequestProcessor
 
 CHUNK = 256 * 1024
 _INT = struct.Struct("!i")
@@ -55,7 +60,25 @@ def _decode_value(value: bytearray, content_type: str, decode: bool):
     return value
 
 
-def parse_batch(buf: bytearray, pos: int = 0, decode: bool = True) -> tuple[list[dict], int]:
+class Batch:
+    """One inference message, as Service.retrieve_data_for_inference returns it.
+
+    headers: one RequestProcessor per request (its parameters' content types and its HTTP headers);
+    inputs: one {parameter name: value} per request; ids: {index in the batch: request id}.
+    """
+
+    __slots__ = ("headers", "inputs", "ids")
+
+    def __init__(self):
+        self.headers: list[RequestProcessor] = []
+        self.inputs: list[dict] = []
+        self.ids: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+def parse_batch(buf: bytearray, pos: int = 0, decode: bool = True) -> tuple[Batch, int]:
     """Parse the batch of one inference message, which starts at buf[pos] (after the command byte).
 
     Args:
@@ -63,8 +86,8 @@ def parse_batch(buf: bytearray, pos: int = 0, decode: bool = True) -> tuple[list
         pos: where the batch starts.
         decode: decode JSON and text bodies (TorchServe's TS_DECODE_INPUT_REQUEST).
     Returns:
-        The requests, as TorchServe's _retrieve_inference_msg returns them, and
-        the position just past the message.
+        What TorchServe's _retrieve_inference_msg and then Service.retrieve_data_for_inference
+        make of the message, and the position just past it.
     Raises:
         Incomplete: buf ends before the message does.
     """
@@ -72,7 +95,7 @@ def parse_batch(buf: bytearray, pos: int = 0, decode: bool = True) -> tuple[list
     # the end of buf leaves pos past it, so the next length read raises struct.error: Incomplete.
     # A negative length reads as empty, as in TorchServe, except -1 where a list may end.
     unpack = _INT.unpack_from
-    batch = []
+    batch = Batch()
     try:
         while True:
             (n,) = unpack(buf, pos)
@@ -80,7 +103,7 @@ def parse_batch(buf: bytearray, pos: int = 0, decode: bool = True) -> tuple[list
             if n == -1:
                 return batch, pos
             request_id, pos = (buf[pos : pos + n], pos + n) if n > 0 else (bytearray(), pos)
-            headers = []
+            http_headers = []
             while True:
                 (n,) = unpack(buf, pos)
                 pos += 4
@@ -90,8 +113,8 @@ def parse_batch(buf: bytearray, pos: int = 0, decode: bool = True) -> tuple[list
                 (n,) = unpack(buf, pos)
                 pos += 4
                 value, pos = (buf[pos : pos + n], pos + n) if n > 0 else (bytearray(), pos)
-                headers.append({"name": name, "value": value})
-            parameters = []
+                http_headers.append((name, value))
+            inputs, properties = {}, {}
             while True:
                 (n,) = unpack(buf, pos)
                 pos += 4
@@ -106,15 +129,15 @@ def parse_batch(buf: bytearray, pos: int = 0, decode: bool = True) -> tuple[list
                 value, pos = (buf[pos : pos + n], pos + n) if n > 0 else (bytearray(), pos)
                 if pos > len(buf):
                     raise Incomplete
-                content_type = content_type.decode("utf-8")
-                parameters.append(
-                    {
-                        "name": name.decode("utf-8"),
-                        "contentType": content_type,
-                        "value": _decode_value(value, content_type, decode),
-                    }
-                )
-            batch.append({"requestId": request_id, "headers": headers, "parameters": parameters})
+                name, content_type = name.decode("utf-8"), content_type.decode("utf-8")
+                inputs[name] = _decode_value(value, content_type, decode)
+                properties[name] = {"content-type": content_type}
+            # TorchServe sets the parameters' content types first, then the HTTP headers over them.
+            for name, value in http_headers:
+                properties[name.decode("utf-8")] = value.decode("utf-8")
+            batch.ids[len(batch.inputs)] = request_id.decode("utf-8")
+            batch.headers.append(RequestProcessor(properties))
+            batch.inputs.append(inputs)
     except struct.error:
         raise Incomplete from None
 
@@ -141,8 +164,8 @@ class BufferedReader:
         del buf[:length]
         return data
 
-    def inference_msg(self, conn) -> list[dict]:
-        """The batch of an inference message, as TorchServe's _retrieve_inference_msg returns it."""
+    def inference_msg(self, conn) -> Batch:
+        """The batch of an inference message, ready for Service.predict."""
         buf = self._buffers.setdefault(id(conn), bytearray())
         decode = os.environ.get("TS_DECODE_INPUT_REQUEST") in (None, "true")
         while True:
@@ -208,26 +231,45 @@ def make_create_predict_response(original):
     return create_predict_response
 
 
+def make_retrieve_data_for_inference(original):
+    """Service.retrieve_data_for_inference that returns a parsed Batch as it is."""
+
+    def retrieve_data_for_inference(batch):
+        if isinstance(batch, Batch):
+            return batch.headers, batch.inputs, batch.ids
+        return original(batch)
+
+    retrieve_data_for_inference.original = original
+    return staticmethod(retrieve_data_for_inference)
+
+
 def install(module=None, service=None) -> bool:
-    """Replace the protocol module's reader, batch parser and response encoder; True if installed.
+    """Replace TorchServe's reader, batch parser, batch unpacking and response encoder; True if installed.
 
     Args:
         module: ts.protocol.otf_message_handler (or a stand-in, for tests).
-        service: ts.service, whose predict() calls create_predict_response by that name.
+        service: ts.service, whose Service.predict calls retrieve_data_for_inference and
+            create_predict_response (by that name).
     """
     if module is None:
         from ts.protocol import otf_message_handler as module
     if service is None:
         import ts.service as service
-    names = ("_retrieve_buffer", "_retrieve_inference_msg")
-    if not all(callable(getattr(module, n, None)) for n in names):
-        return False
-    if not callable(getattr(service, "create_predict_response", None)):
+    found = (
+        getattr(module, "_retrieve_buffer", None),
+        getattr(module, "_retrieve_inference_msg", None),
+        getattr(service, "create_predict_response", None),
+        getattr(getattr(service, "Service", None), "retrieve_data_for_inference", None),
+    )
+    if not all(map(callable, found)):
         return False
     if isinstance(getattr(module._retrieve_buffer, "__self__", None), BufferedReader):
         return True
     reader = BufferedReader()
     module._retrieve_buffer = reader.read
     module._retrieve_inference_msg = reader.inference_msg
+    service.Service.retrieve_data_for_inference = make_retrieve_data_for_inference(
+        service.Service.retrieve_data_for_inference
+    )
     service.create_predict_response = make_create_predict_response(service.create_predict_response)
     return True

@@ -9,6 +9,7 @@ import torch
 import ts_fastpath
 from ts.context import Context, RequestProcessor
 from ts.protocol import otf_message_handler
+from ts.service import Service
 
 
 class ChunkedSocket:
@@ -63,11 +64,19 @@ BATCHES = {
 
 
 def torchserve_reads(stream: bytes):
-    """What TorchServe 0.12's own reader makes of the stream: the command and the batch."""
+    """What TorchServe 0.12's own code makes of the stream: the command, and the request
+    headers, inputs and ids that Service.predict hands on (to the handler and the encoder)."""
     sock = ChunkedSocket(stream, [])
     original = otf_message_handler._retrieve_buffer
     assert not isinstance(getattr(original, "__self__", None), ts_fastpath.BufferedReader)
-    return otf_message_handler.retrieve_msg(sock)
+    cmd, msg = otf_message_handler.retrieve_msg(sock)
+    headers, inputs, ids = Service.retrieve_data_for_inference(msg)
+    return cmd, ([h.get_request_properties() for h in headers], inputs, ids)
+
+
+def as_compared(batch: ts_fastpath.Batch):
+    assert all(h.get_response_status_code() == 200 and h.get_response_headers() == {} for h in batch.headers)
+    return [h.get_request_properties() for h in batch.headers], batch.inputs, batch.ids
 
 
 def patched():
@@ -76,7 +85,10 @@ def patched():
         _retrieve_buffer=otf_message_handler._retrieve_buffer,
         _retrieve_inference_msg=otf_message_handler._retrieve_inference_msg,
     )
-    service = types.SimpleNamespace(create_predict_response=otf_message_handler.create_predict_response)
+    service = types.SimpleNamespace(
+        create_predict_response=otf_message_handler.create_predict_response,
+        Service=types.SimpleNamespace(retrieve_data_for_inference=Service.retrieve_data_for_inference),
+    )
     assert ts_fastpath.install(module, service)
     return module, service
 
@@ -95,7 +107,7 @@ def test_a_batch_reads_as_torchserve_reads_it(name, chunks):
     cmd, expected = torchserve_reads(stream)
     assert cmd == b"I"
     batch, _ = fast_reads(stream + b"next", chunks)
-    assert batch == expected
+    assert as_compared(batch) == expected
     assert len(batch) == len(BATCHES[name])
 
 
@@ -121,8 +133,8 @@ def test_json_bodies_are_left_undecoded_when_torchserve_is_told_so(monkeypatch):
     stream = b"I" + BATCHES["one request"][0] + END
     _, expected = torchserve_reads(stream)
     batch, _ = fast_reads(stream, [len(stream)])
-    assert batch == expected
-    assert batch[0]["parameters"][0]["value"] == b'{"data": [0.2, 0.6]}'
+    assert as_compared(batch) == expected
+    assert batch.inputs[0]["body"] == b'{"data": [0.2, 0.6]}'
 
 
 @pytest.mark.parametrize("cut", [1, 3, 4, 10, 30, -5, -4, -1])
@@ -208,23 +220,54 @@ def test_errors_without_answers_go_to_torchserve():
     assert len(calls) == 2
 
 
-def test_install_replaces_the_three_functions_once():
+def test_install_replaces_the_four_functions_once():
     module, service = patched()
-    installed = (module._retrieve_buffer, module._retrieve_inference_msg, service.create_predict_response)
+
+    def installed():
+        return (
+            module._retrieve_buffer,
+            module._retrieve_inference_msg,
+            service.create_predict_response,
+            service.Service.retrieve_data_for_inference,
+        )
+
+    first = installed()
     assert isinstance(module._retrieve_buffer.__self__, ts_fastpath.BufferedReader)
     assert module._retrieve_inference_msg.__self__ is module._retrieve_buffer.__self__
     assert service.create_predict_response.original is otf_message_handler.create_predict_response
+    assert service.Service.retrieve_data_for_inference.__func__.original is Service.retrieve_data_for_inference
     assert ts_fastpath.install(module, service)
-    assert (module._retrieve_buffer, module._retrieve_inference_msg, service.create_predict_response) == installed
+    assert installed() == first
 
 
-@pytest.mark.parametrize("missing", ["_retrieve_buffer", "_retrieve_inference_msg", "create_predict_response"])
+def test_a_batch_from_elsewhere_is_unpacked_by_torchserve():
+    _, service = patched()
+    stream = b"I" + BATCHES["a batch"][0] + END
+    _, msg = otf_message_handler.retrieve_msg(ChunkedSocket(stream, []))
+    headers, inputs, ids = service.Service.retrieve_data_for_inference(msg)
+    assert ids == {0: "id-0"}
+    assert inputs == [{"body": {"data": [0.2, 0.6]}}]
+    assert headers[0].get_request_property("X-Twinserve-Route") == "production"
+
+
+STAND_INS = {
+    "_retrieve_buffer": "module",
+    "_retrieve_inference_msg": "module",
+    "create_predict_response": "service",
+    "retrieve_data_for_inference": "Service",
+}
+
+
+@pytest.mark.parametrize("missing", STAND_INS)
 def test_install_refuses_when_a_function_is_missing(missing):
     module = types.SimpleNamespace(_retrieve_buffer=print, _retrieve_inference_msg=print)
-    service = types.SimpleNamespace(create_predict_response=print)
-    delattr(service if missing == "create_predict_response" else module, missing)
+    service = types.SimpleNamespace(
+        create_predict_response=print, Service=types.SimpleNamespace(retrieve_data_for_inference=print)
+    )
+    delattr({"module": module, "service": service, "Service": service.Service}[STAND_INS[missing]], missing)
     assert not ts_fastpath.install(module, service)
     assert getattr(module, "_retrieve_buffer", print) is print
+    assert getattr(service, "create_predict_response", print) is print
 
 
 def test_the_patched_functions_are_the_ones_torchserve_calls():
@@ -239,5 +282,6 @@ def test_the_patched_functions_are_the_ones_torchserve_calls():
     assert "msg = _retrieve_inference_msg(conn)" in protocol
     assert "from ts.protocol.otf_message_handler import create_predict_response" in inspect.getsource(ts.service)
     predict = " ".join(inspect.getsource(ts.service.Service.predict).split())
+    assert "headers, input_batch, req_id_map = Service.retrieve_data_for_inference(batch)" in predict
     success = 'return create_predict_response( ret, req_id_map, "Prediction success", 200, context=self.context )'
     assert success in predict

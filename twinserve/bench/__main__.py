@@ -1,19 +1,23 @@
 """make bench: twinserve's /predict against the peers, side by side.
 
 Same machine, same load generator (wrk -t2, keep-alive, POST {"data": [0.2, 0.6]}),
-same model weights (the archive production serves). For each setup: a warm-up,
-then `runs` runs per connection count; the table shows the median run by
-requests/s, with p50/p99 of that run and non-2xx / socket errors summed over
-all runs. Then ApacheBench, the workshop's own check, against /predict.
+same model weights (the archive production serves). Every setup is started
+and warmed up (JVMs compile their hot code in the first seconds under load),
+then the runs go round-robin: one run of each setup in turn, for each
+connection count, `runs` times. This machine is shared and its speed drifts
+by 15% and more over minutes; taken in turn, the setups meet the same drift.
+The table shows each setup's median run by requests/s, with p50/p99 of that
+run and non-2xx / socket errors summed over all runs; the ratios of each round
+are printed too. Then ApacheBench, the workshop's own check, against /predict.
 """
 
 import argparse
+import contextlib
 import re
 import statistics
 import subprocess
 import tempfile
 import time
-from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,9 +32,33 @@ DEFAULT_TS = "TorchServe 0.12 default config, direct"
 FASTAPI = "FastAPI + uvicorn, 2 workers"
 
 
-def measure(url: str, connections: list[int], runs: int, seconds: int, warmup: int) -> dict[int, list[WrkReport]]:
-    run(url, max(connections), warmup)
-    return {c: [run(url, c, seconds) for _ in range(runs)] for c in connections}
+def measure(
+    urls: dict[str, str], connections: list[int], runs: int, seconds: int, warmup: int
+) -> dict[str, dict[int, list[WrkReport]]]:
+    """{setup: {connections: reports}}: each setup warmed up, then the runs round-robin across setups."""
+    for name, url in urls.items():
+        print(f"warming up {name} at {url} ({warmup}s) ...", flush=True)
+        run(url, max(connections), warmup)
+    reports = {name: {c: [] for c in connections} for name in urls}
+    for i in range(runs):
+        print(f"round {i + 1} of {runs} ...", flush=True)
+        for c in connections:
+            for name, url in urls.items():
+                reports[name][c].append(run(url, c, seconds))
+    return reports
+
+
+def round_ratios(reports: dict[str, dict[int, list[WrkReport]]]) -> list[str]:
+    """twinserve's 2xx req/s over each peer's, round by round: how far the machine's drift moved them."""
+    lines = []
+    for name, by_conn in reports.items():
+        if name == TWINSERVE:
+            continue
+        for conns, peer_runs in by_conn.items():
+            pairs = zip(reports[TWINSERVE][conns], peer_runs, strict=True)
+            ratios = ", ".join(f"{t.ok_rps / p.ok_rps:.2f}" if p.ok_rps else "∞" for t, p in pairs)
+            lines.append(f"twinserve ÷ {name}, {conns} connections, by round: {ratios}")
+    return lines
 
 
 def summarise(reports: list[WrkReport]) -> dict:
@@ -85,9 +113,9 @@ def apache_bench(url: str, requests_n: int = 10000, concurrency: int = 200) -> s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m twinserve.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, nargs="+", default=[100, 200])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=15)
     parser.add_argument("--only", choices=["twinserve", "default", "fastapi"], nargs="+")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench")
     args = parser.parse_args(argv)
@@ -98,30 +126,33 @@ def main(argv: list[str] | None = None) -> int:
     version = read_deployments(stack)[production][model]
     archive, _ = archive_for(stack, model, version)
     setups = {
-        TWINSERVE: ("twinserve", lambda work: nullcontext(f"{stack.nginx.url}/predict")),
+        TWINSERVE: ("twinserve", lambda work: contextlib.nullcontext(f"{stack.nginx.url}/predict")),
         DEFAULT_TS: ("default", lambda work: peers.default_torchserve(archive, work)),
         FASTAPI: ("fastapi", lambda work: peers.fastapi_uvicorn(archive, work)),
     }
-    results = {}
     started = time.monotonic()
-    for name, (key, serve) in setups.items():
-        if args.only and key not in args.only and name != TWINSERVE:
-            continue
-        with tempfile.TemporaryDirectory() as work, serve(Path(work)) as url:
-            print(f"measuring {name} at {url} ...", flush=True)
-            reports = measure(url, args.connections, args.runs, args.seconds, args.warmup)
-        results[name] = {c: summarise(r) for c, r in reports.items()}
+    with contextlib.ExitStack() as running:
+        urls = {}
+        for name, (key, serve) in setups.items():
+            if args.only and key not in args.only and name != TWINSERVE:
+                continue
+            print(f"starting {name} ...", flush=True)
+            work = Path(running.enter_context(tempfile.TemporaryDirectory()))
+            urls[name] = running.enter_context(serve(work))
+        reports = measure(urls, args.connections, args.runs, args.seconds, args.warmup)
+    results = {name: {c: summarise(r) for c, r in by_conn.items()} for name, by_conn in reports.items()}
     ab_line = apache_bench(f"{stack.nginx.url}/predict")
     generator = statistics.mean(s["generator_cores"] for by in results.values() for s in by.values())
 
     write_report([
         f"twinserve bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, model {model} {version} "
         f"(production: {production}), {cores()} cores",
-        f"wrk -t2 keep-alive, {args.runs} runs × {args.seconds}s per row after a {args.warmup}s warm-up; "
-        f"median run by req/s; errors summed over the runs",
+        f"wrk -t2 keep-alive; each setup warmed up {args.warmup}s, then {args.runs} rounds of {args.seconds}s runs, "
+        f"setups in turn; median run by req/s; errors summed over the runs",
         "",
         table(results),
         "",
+        *round_ratios(reports),
         f"load generator cost: wrk used {generator:.2f} cores on average (same machine, same cores)",
         ab_line,
         f"took {time.monotonic() - started:.0f}s",

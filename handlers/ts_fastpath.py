@@ -142,6 +142,35 @@ def parse_batch(buf: bytearray, pos: int = 0, decode: bool = True) -> tuple[Batc
         raise Incomplete from None
 
 
+def message_end(buf: bytearray, pos: int = 0) -> int | None:
+    """Where the inference message starting at buf[pos] ends, or None if buf ends first.
+
+    Follows the same framing as parse_batch, reading lengths only.
+    """
+    unpack = _INT.unpack_from
+
+    def skip(pos: int) -> int:  # past one length-prefixed field; a negative length is an empty field
+        (n,) = unpack(buf, pos)
+        return pos + 4 + max(n, 0)
+
+    try:
+        while True:
+            (n,) = unpack(buf, pos)
+            if n == -1:
+                return pos + 4
+            pos = skip(pos)  # request id
+            for fields_per_entry in (2, 3):  # headers: name, value; parameters: name, content type, value
+                while True:
+                    (n,) = unpack(buf, pos)
+                    if n == -1:
+                        pos += 4
+                        break
+                    for _ in range(fields_per_entry):
+                        pos = skip(pos)
+    except struct.error:  # a length past the end of buf, or a field cut off before it
+        return None
+
+
 class BufferedReader:
     """Serves the worker's reads from one buffer per socket."""
 
@@ -168,16 +197,17 @@ class BufferedReader:
         """The batch of an inference message, ready for Service.predict."""
         buf = self._buffers.setdefault(id(conn), bytearray())
         decode = os.environ.get("TS_DECODE_INPUT_REQUEST") in (None, "true")
-        while True:
-            try:
-                batch, end = parse_batch(buf, 0, decode)
-            except Incomplete:
-                # Parsed again from the start once more bytes came: batches are small (one recv() holds
-                # most of them), and reading at least as much again bounds the re-parsing of big ones.
-                self._fill(conn, buf, len(buf))
-                continue
-            del buf[:end]
-            return batch
+        try:
+            batch, end = parse_batch(buf, 0, decode)
+        except Incomplete:
+            # Rare: one recv() holds most batches. Wait for the whole message, watching only the
+            # lengths (message_end decodes nothing), then parse it once more: a batch of large
+            # bodies arriving in many pieces is not parsed again for every piece.
+            while message_end(buf) is None:
+                self._fill(conn, buf, CHUNK)
+            batch, end = parse_batch(buf, 0, decode)
+        del buf[:end]
+        return batch
 
 
 def encode_response(values: list, req_id_map: dict, message: str, code: int, context) -> bytearray | None:

@@ -285,3 +285,26 @@ def test_the_patched_functions_are_the_ones_torchserve_calls():
     assert "headers, input_batch, req_id_map = Service.retrieve_data_for_inference(batch)" in predict
     success = 'return create_predict_response( ret, req_id_map, "Prediction success", 200, context=self.context )'
     assert success in predict
+
+
+@pytest.mark.parametrize("name", BATCHES)
+def test_message_end_finds_where_each_message_ends(name):
+    body = b"".join(BATCHES[name]) + END
+    assert ts_fastpath.message_end(bytearray(body + b"next")) == len(body)
+    assert ts_fastpath.parse_batch(bytearray(body))[1] == len(body)
+    for cut in (1, 4, len(body) // 2, len(body) - 1):
+        assert ts_fastpath.message_end(bytearray(body[:cut])) is None
+
+
+def test_a_batch_of_large_bodies_in_small_pieces_is_parsed_at_most_twice(monkeypatch):
+    body = b"".join([request(f"r{i}".encode(), ROUTE, [(b"body", b"application/json", LARGE)]) for i in range(8)])
+    stream = body + END
+    calls = []
+    parse = ts_fastpath.parse_batch
+    monkeypatch.setattr(ts_fastpath, "parse_batch", lambda *a: calls.append(1) or parse(*a))
+    monkeypatch.setattr(ts_fastpath, "CHUNK", 4096)
+    sock = ChunkedSocket(stream, [4096] * 1000)
+    batch = ts_fastpath.BufferedReader().inference_msg(sock)
+    assert len(batch) == 8 and batch.inputs[7]["body"] == json.loads(LARGE)
+    assert len(calls) == 2
+    assert sock.calls > 10

@@ -5,7 +5,7 @@ same model weights (the archive production serves). Every setup is started
 and warmed up (JVMs compile their hot code in the first seconds under load),
 then the runs go round-robin: one run of each setup in turn, for each
 connection count, `runs` times. This machine is shared and its speed drifts
-by 15% and more over minutes; taken in turn, the setups meet the same drift.
+by 20% and more over minutes; taken in turn, the setups meet the same drift.
 The table shows each setup's median run by requests/s, with p50/p99 of that
 run and non-2xx / socket errors summed over all runs; the ratios of each round
 are printed too. Then ApacheBench, the workshop's own check, against /predict.

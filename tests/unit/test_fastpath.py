@@ -121,6 +121,29 @@ def test_what_follows_a_batch_stays_in_the_buffer():
     assert sock.calls == 2
 
 
+@pytest.mark.parametrize("chunks", [[1] * 200, [3, 7, 11, 1000], [100000]])
+def test_single_reads_return_the_same_fields_whatever_the_chunking(chunks):
+    """TorchServe's own reads (the command byte, the load message) go through read()."""
+    stream = b"I" + field(b"req-1") + field(b"content-type") + field(b'{"data": [0.2, 0.6]}') + b"tail"
+    reader = ts_fastpath.BufferedReader()
+    sock = ChunkedSocket(stream, chunks)
+    assert reader.read(sock, 1) == b"I"
+    fields = []
+    for _ in range(3):
+        (length,) = struct.unpack("!i", reader.read(sock, 4))
+        fields.append(bytes(reader.read(sock, length)))
+    assert fields == [b"req-1", b"content-type", b'{"data": [0.2, 0.6]}']
+    assert reader.read(sock, 4) == b"tail"
+
+
+def test_separate_sockets_keep_separate_buffers():
+    reader = ts_fastpath.BufferedReader()
+    a, b = ChunkedSocket(b"aaaa", [4]), ChunkedSocket(b"bbbb", [4])
+    assert reader.read(a, 2) == b"aa"
+    assert reader.read(b, 2) == b"bb"
+    assert reader.read(a, 2) == b"aa"
+
+
 def test_one_recv_serves_a_whole_batch():
     stream = b"".join(BATCHES["a batch"]) + END
     sock = ChunkedSocket(stream, [len(stream)])

@@ -235,8 +235,8 @@ def encode_response(values: list, req_id_map: dict, message: str, code: int, con
         rid = req_id.encode("utf-8")
         content_type = (headers.get("content-type") or "").encode("utf-8")
         status = processor.get_response_status_code()
-        parts += (pack_int(len(rid)), rid, pack_int(len(content_type)), content_type)
         status = 200 if status is None else status
+        parts += (pack_int(len(rid)), rid, pack_int(len(content_type)), content_type)
         parts += (_TWO_INTS.pack(status, len(phrase)), phrase.encode(), pack_int(len(headers)))
         for key, text in headers.items():
             key, text = key.encode("utf-8"), text.encode("utf-8")

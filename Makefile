@@ -34,7 +34,7 @@ format: install
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
 
-bench: install  ## twinserve vs default TorchServe vs FastAPI, wrk at 100/200 connections, then ab (needs make up)
+bench: install  ## twinserve vs default TorchServe vs two FastAPIs, wrk at 100/200 connections, ab, targets (needs make up)
 	$(PY) -m twinserve.bench
 
 bench-drift: install  ## cost of publishing inputs on /predict, drift consumer throughput (needs make up)

@@ -5,7 +5,8 @@ Both serve the weights of the archive twinserve serves in production:
     setup): default queue, workers, logging, no batching. Only the ports and
     token authorization are set (0.12 refuses requests without a token by default;
     the workshop's TorchServe had no tokens);
-  - FastAPI + uvicorn with 2 workers, parsing with the same tabular_codec.
+  - FastAPI + uvicorn with 2 workers, in two flavours (fastapi_peer.py): as the
+    workshop and FastAPI's tutorials write it, and tuned with twinserve's codec.
 """
 
 import contextlib
@@ -118,11 +119,14 @@ def default_torchserve(archive: Path, workdir: Path):
 
 
 @contextlib.contextmanager
-def fastapi_uvicorn(archive: Path, workdir: Path, workers: int = 2):
-    """FastAPI + uvicorn (uvloop, httptools), `workers` processes, serving `archive`'s weights."""
+def fastapi_uvicorn(archive: Path, workdir: Path, app: str, workers: int = 2):
+    """FastAPI + uvicorn (uvloop, httptools), `workers` processes, serving `archive`'s weights.
+
+    `app` names one of fastapi_peer.py's apps: "workshop" or "tuned".
+    """
     model_dir = unpack_model(archive, workdir / "model")
     (port,) = free_ports(1)
-    argv = [sys.executable, "-m", "uvicorn", "twinserve.bench.fastapi_peer:app", "--host", "127.0.0.1",
+    argv = [sys.executable, "-m", "uvicorn", f"twinserve.bench.fastapi_peer:{app}", "--host", "127.0.0.1",
             "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"]  # fmt: skip
     env = {
         "TWINSERVE_PEER_MODEL_DIR": str(model_dir),

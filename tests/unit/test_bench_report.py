@@ -1,0 +1,61 @@
+"""make bench's report: medians, ratios and the target verdicts, from made-up wrk reports."""
+
+from twinserve.bench.__main__ import DEFAULT_TS, FASTAPI, FASTAPI_TUNED, TWINSERVE, round_ratios, summarise, targets
+from twinserve.wrk import WrkReport
+
+
+def report(rps: float, p99: float = 10.0, non_2xx: int = 0, socket_errors: int = 0) -> WrkReport:
+    return WrkReport(requests=int(rps * 8), seconds=8.0, rps=rps, p50_ms=p99 / 3, p99_ms=p99,
+                     non_2xx=non_2xx, socket_errors=socket_errors)  # fmt: skip
+
+
+def results(ours: float, workshop: float, default: float, p99: float = 30.0, non_2xx: int = 0) -> dict:
+    return {
+        TWINSERVE: {c: summarise([report(ours, p99, non_2xx)]) for c in (100, 200)},
+        FASTAPI: {c: summarise([report(workshop)]) for c in (100, 200)},
+        DEFAULT_TS: {c: summarise([report(default)]) for c in (100, 200)},
+    }
+
+
+def test_summarise_takes_the_median_run_and_sums_errors():
+    s = summarise([report(900, p99=9.0), report(1000, p99=99.0, non_2xx=2), report(1100, socket_errors=1)])
+    assert (s["rps"], s["p99"]) == (1000, 99.0)
+    assert (s["non_2xx"], s["socket_errors"]) == (2, 1)
+    assert s["requests"] == 8 * (900 + 1000 + 1100)
+
+
+def test_every_target_met():
+    lines = targets(results(ours=10_000, workshop=3_000, default=1_500), ab_failed=0)
+    assert len(lines) == 8  # 2 peers x 2 connection counts, non-2xx, socket errors, p99, ab
+    assert all(line.startswith("target met: ") for line in lines), lines
+
+
+def test_a_ratio_under_the_target_is_missed():
+    lines = targets(results(ours=5_000, workshop=3_000, default=1_000), ab_failed=0)
+    missed = [line for line in lines if "MISSED" in line]
+    assert len(missed) == 2 and all(FASTAPI in line and "1.7×" in line for line in missed), lines
+
+
+def test_errors_latency_and_ab_failures_are_missed():
+    lines = targets(results(ours=10_000, workshop=3_000, default=1_000, p99=50.1, non_2xx=3), ab_failed=4)
+    missed = {line.split(": ", 1)[1] for line in lines if "MISSED" in line}
+    assert missed == {
+        "200 connections, non-2xx: 3",
+        "200 connections, p99 ≤ 50 ms: 50.1 ms",
+        "ab -n 10000 -c 200, failed requests: 4",
+    }
+
+
+def test_only_what_was_measured_is_judged():
+    only_ours = {TWINSERVE: {100: summarise([report(10_000)])}}
+    assert targets(only_ours, ab_failed=None) == []
+    tuned_only = {**only_ours, FASTAPI_TUNED: {100: summarise([report(9_000)])}}
+    assert targets(tuned_only, ab_failed=None) == []  # the tuned peer carries no target
+
+
+def test_round_ratios_pair_the_runs_of_each_round():
+    reports = {
+        TWINSERVE: {100: [report(2_000), report(3_000)]},
+        FASTAPI: {100: [report(1_000), report(0)]},
+    }
+    assert round_ratios(reports) == [f"twinserve ÷ {FASTAPI}, 100 connections, by round: 2.00, ∞"]

@@ -11,8 +11,8 @@ run and non-2xx / socket errors summed over all runs; the ratios of each round
 are printed too. Then ApacheBench, the workshop's own check, against /predict,
 and the issue's targets, each marked met or MISSED.
 
-Two FastAPI peers (fastapi_peer.py): the workshop's (pydantic model, `def`
-endpoint: the one the targets name, ~3,400 req/s in MACHINE.md's measurement)
+Two FastAPI peers (fastapi_peer.py): the workshop-style one (pydantic model, `def`
+endpoint: the one the targets name; its figures match the issue's ~3,400 req/s)
 and a tuned one on twinserve's own codec, shown so that nobody mistakes the
 first for the best FastAPI can do.
 """

@@ -1,10 +1,11 @@
 """The FastAPI + uvicorn peers: the same model weights and the same input bounds.
 
 Two apps, started by the benchmark with uvicorn --workers 2:
-  - `workshop`: FastAPI as its tutorials and the original workshop write it: a
-    pydantic request model, a plain `def` endpoint (FastAPI runs it in its
-    thread pool, as it advises for blocking work), a dict answer. Bad input is
-    FastAPI's 422.
+  - `workshop`: FastAPI as its tutorials write it (and, by its figures, the
+    kind of server the issue measured as its FastAPI): a pydantic request
+    model, a plain `def` endpoint (FastAPI runs it in its thread pool, as it
+    advises for blocking work), a dict answer. Bad input is FastAPI's 422,
+    without its echo of the input (a NaN in it would turn the 422 into a 500).
   - `tuned`: what a performance engineer makes of it: an async endpoint on the
     raw body, parsed and answered by twinserve's own tabular_codec (400s as
     twinserve's). The strongest FastAPI peer we know how to write.

@@ -1,12 +1,12 @@
 """The peers, started on free ports for the duration of their measurement.
 
-Both serve the weights of the archive twinserve serves in production:
+Every peer serves the weights of the archive twinserve serves in production:
   - TorchServe 0.12 with its default configuration (the original workshop's
     setup): default queue, workers, logging, no batching. Only the ports and
     token authorization are set (0.12 refuses requests without a token by default;
     the workshop's TorchServe had no tokens);
-  - FastAPI + uvicorn with 2 workers, in two flavours (fastapi_peer.py): as the
-    workshop and FastAPI's tutorials write it, and tuned with twinserve's codec.
+  - FastAPI + uvicorn with 2 workers, in two flavours (fastapi_peer.py): as
+    FastAPI's tutorials write it, and tuned with twinserve's codec.
 """
 
 import contextlib

@@ -92,18 +92,17 @@ def parse_request(request: dict, n_features: int, max_rows: int) -> Rows:
         raise BadRequest(f'"data" has {len(rows)} rows; at most {max_rows} are allowed per request')
     values = []
     for i, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) != n_features:
-            where = '"data"' if single else f'"data"[{i}]'
-            if not isinstance(row, list):
-                raise BadRequest(f"{where} is not a list; every row must be a list of {n_features} numbers")
-            raise BadRequest(f"{where} has {len(row)} values; expected {n_features}")
-        # Every request of every batch comes through here: finite floats, the common case, are
-        # taken as they are; anything else goes through _number, which converts or rejects it.
-        if all(type(v) is float and math.isfinite(v) for v in row):
+        # Every request of every batch comes through here: a row of finite floats, the common
+        # case, is taken as it is; anything else is checked, converted or rejected below.
+        if type(row) is list and len(row) == n_features and all(type(v) is float and math.isfinite(v) for v in row):
             values.append(row)
-        else:
-            where = '"data"' if single else f'"data"[{i}]'
-            values.append([_number(v, f"{where}[{j}]") for j, v in enumerate(row)])
+            continue
+        where = '"data"' if single else f'"data"[{i}]'
+        if not isinstance(row, list):
+            raise BadRequest(f"{where} is not a list; every row must be a list of {n_features} numbers")
+        if len(row) != n_features:
+            raise BadRequest(f"{where} has {len(row)} values; expected {n_features}")
+        values.append([_number(v, f"{where}[{j}]") for j, v in enumerate(row)])
     return Rows(values=values, single=single)
 
 

@@ -10,6 +10,9 @@ import json
 import math
 from dataclasses import dataclass
 
+# Default bound on an input value's magnitude (model-config.yaml: handler.max_abs_input).
+DEFAULT_MAX_ABS = 1.0e6
+
 
 class BadRequest(ValueError):
     """The client sent something we cannot score; answered with HTTP 400."""
@@ -49,7 +52,7 @@ def _decode_body(request: dict):
     return body
 
 
-def _number(value, where: str) -> float:
+def _number(value, where: str, max_abs: float) -> float:
     # bool is a subclass of int in Python: reject it before the int check.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadRequest(f"{where} is {json.dumps(value)[:40]}; expected a number")
@@ -59,16 +62,23 @@ def _number(value, where: str) -> float:
         raise BadRequest(f"{where} is an integer too large for a float; expected a finite number") from None
     if not math.isfinite(number):
         raise BadRequest(f"{where} is {value}; expected a finite number")
+    if not -max_abs <= number <= max_abs:
+        raise BadRequest(f"{where} is {number!r}, outside the model's input range; expected |value| <= {max_abs:g}")
     return number
 
 
-def parse_request(request: dict, n_features: int, max_rows: int) -> Rows:
+def parse_request(request: dict, n_features: int, max_rows: int, max_abs: float = DEFAULT_MAX_ABS) -> Rows:
     """Validate one request of a batch.
 
     Args:
         request: TorchServe's dict for one request.
         n_features: values expected in each row.
         max_rows: the largest number of rows one request may carry.
+        max_abs: the largest magnitude a value may have. Inputs near the float limits
+            overflow inside the model, and whether an intermediate sum overflows depends
+            on the kernel, which depends on the batch's size: bounded inputs keep every
+            request's answer independent of what shares its batch, and an input the model
+            cannot take is the client's 400, not a 500 that spends the error budget.
     Returns:
         The rows as floats, and whether the client sent a single row.
     Raises:
@@ -92,9 +102,13 @@ def parse_request(request: dict, n_features: int, max_rows: int) -> Rows:
         raise BadRequest(f'"data" has {len(rows)} rows; at most {max_rows} are allowed per request')
     values = []
     for i, row in enumerate(rows):
-        # Every request of every batch comes through here: a row of finite floats, the common
+        # Every request of every batch comes through here: a row of floats within the bound, the common
         # case, is taken as it is; anything else is checked, converted or rejected below.
-        if type(row) is list and len(row) == n_features and all(type(v) is float and math.isfinite(v) for v in row):
+        if (
+            type(row) is list
+            and len(row) == n_features
+            and all(type(v) is float and -max_abs <= v <= max_abs for v in row)
+        ):
             values.append(row)
             continue
         where = '"data"' if single else f'"data"[{i}]'
@@ -102,7 +116,7 @@ def parse_request(request: dict, n_features: int, max_rows: int) -> Rows:
             raise BadRequest(f"{where} is not a list; every row must be a list of {n_features} numbers")
         if len(row) != n_features:
             raise BadRequest(f"{where} has {len(row)} values; expected {n_features}")
-        values.append([_number(v, f"{where}[{j}]") for j, v in enumerate(row)])
+        values.append([_number(v, f"{where}[{j}]", max_abs) for j, v in enumerate(row)])
     return Rows(values=values, single=single)
 
 

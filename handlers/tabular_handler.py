@@ -22,7 +22,7 @@ import os
 import torch
 import ts_fastpath
 from input_publisher import InputPublisher
-from tabular_codec import BadRequest, Rows, format_error, format_output, parse_request
+from tabular_codec import DEFAULT_MAX_ABS, BadRequest, Rows, format_error, format_output, parse_request
 from ts.torch_handler.base_handler import BaseHandler
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class TabularHandler(BaseHandler):
         cfg = (context.model_yaml_config or {}).get("handler", {})
         self.features = list(cfg.get("features", ["x1", "x2"]))
         self.max_rows = int(cfg.get("max_rows", 64))
+        self.max_abs = float(cfg.get("max_abs_input", DEFAULT_MAX_ABS))
         torch.set_num_threads(int(cfg.get("torch_threads", 1)))
         # TorchServe's worker logs two INFO metric lines per batch to stdout for
         # the frontend to parse; under load that costs ~10% of the worker's CPU.
@@ -82,7 +83,7 @@ class TabularHandler(BaseHandler):
         parsed = []
         for request in data:
             try:
-                parsed.append(parse_request(request, len(self.features), self.max_rows))
+                parsed.append(parse_request(request, len(self.features), self.max_rows, self.max_abs))
             except BadRequest as exc:
                 parsed.append(exc)
         return parsed

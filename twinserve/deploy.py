@@ -102,12 +102,29 @@ def undo(stack: Stack, change: StagingChange) -> None:
 
 
 def finish(stack: Stack, change: StagingChange) -> None:
-    """Retire the other versions on staging and record what it serves."""
+    """Retire the other versions on staging, record what it serves, prune its store."""
     client = Management(stack, change.colour)
     for old in change.before:
         if old != change.version:
             client.unregister(change.model, old)
     record_deployment(stack, change.colour, change.model, change.version)
+    prune_store(stack.colour_store(change.colour), change.model, keep=Path(change.staged).name)
+
+
+def prune_store(store: Path, model: str, keep: str) -> list[str]:
+    """Delete the model's archives in a colour's store other than `keep`; returns their names.
+
+    Each colour's store held every version ever staged on it (one copy per deploy). A
+    colour needs only the archive it serves, to load at its next start; the version to
+    roll back to is the one the other colour serves, in the other store, and every
+    version stays in the model store, from which a deploy copies it again.
+    """
+    removed = []
+    for path in sorted(store.glob(f"{model}-*.mar")):
+        if path.name != keep and path.stem[len(model) + 1 :][:1].isdigit():  # not another model's "model-x-1.0"
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 def deploy(stack: Stack, source: Path, version: str | None = None) -> str:

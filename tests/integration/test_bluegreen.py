@@ -70,6 +70,9 @@ def test_deploy_reaches_staging_while_production_keeps_answering(stack, workdir)
     assert served(stack, "/test/predict") == ("green", "1.1")
     versions = [d["modelVersion"] for d in torchserve.Management(stack, "green").describe("regressor")]
     assert versions == ["1.1"], "older versions on staging are retired"
+    stored = sorted(p.name for p in stack.colour_store("green").glob("*.mar"))
+    assert stored == ["regressor-1.1.mar"], "and their copies pruned from the colour's store"
+    assert (stack.colour_store("blue") / "regressor-1.0.mar").is_file(), "production's archive stays"
     assert read_deployments(stack) == {"blue": {"regressor": "1.0"}, "green": {"regressor": "1.1"}}
 
 

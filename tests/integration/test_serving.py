@@ -35,6 +35,7 @@ BAD_INPUTS = {
     "NaN": (b'{"data": [NaN, 0.6]}', "application/json", "finite"),
     "Infinity": (b'{"data": [0.2, Infinity]}', "application/json", "finite"),
     "overflow to infinity": (b'{"data": [1e999, 0.6]}', "application/json", "finite"),
+    "beyond the input bound": (b'{"data": [[-1e308, 1e308]]}', "application/json", "outside the model's input range"),
     "empty list": (b'{"data": []}', "application/json", "empty"),
     "empty body": (b"", "application/json", "empty"),
     "too many rows": (json.dumps({"data": [[0.1, 0.2]] * 65}).encode(), "application/json", "at most 64"),
@@ -112,6 +113,37 @@ def test_bad_inputs_in_a_batch_do_not_disturb_good_ones(stack, production):
             assert response.status_code == 200, response.text
             assert response.json()["output"] == pytest.approx(expected, abs=1e-6)
     assert _worker_pids(stack, colour) == pids_before, "a bad input restarted a worker"
+
+
+def test_one_answer_per_input_whatever_shares_its_batch(stack):
+    """Finding 6 of the attack: [-1e308, 1e308] alone got 500, in a batch 200 with -8.81.
+
+    The extreme row, and rows on the input bound, are sent alone, then 60 times each among
+    good requests from 48 threads (so inside TorchServe batches of many sizes), and as one
+    row of requests with 4, 48 and 64 rows: the same status and the same bytes every time.
+    """
+    extreme, edges = [-1e308, 1e308], [[1.0e6, -1.0e6], [-1.0e6, 1.0e6]]
+
+    def send(row):
+        response = post(f"{stack.nginx.url}/predict", json.dumps({"data": row}).encode())
+        return tuple(row), response.status_code, response.text
+
+    alone = {tuple(row): send(row)[1:] for row in (extreme, *edges)}
+    assert alone[tuple(extreme)][0] == 400 and "outside the model's input range" in alone[tuple(extreme)][1]
+    assert all(alone[tuple(row)][0] == 200 for row in edges)
+    load = [[i / 97, -i / 89] for i in range(240)] + [extreme, *edges] * 60
+    with ThreadPoolExecutor(max_workers=48) as pool:
+        answers = list(pool.map(send, load))
+    for row, status, text in answers:
+        if row in alone:
+            assert (status, text) == alone[row]
+        else:
+            assert status == 200, text
+    for size in (4, 48, 64):
+        rows = [[i / 7, 0.5] for i in range(size - 1)]
+        response = post(f"{stack.nginx.url}/predict", json.dumps({"data": [*rows, extreme]}).encode())
+        assert response.status_code == 400
+        assert response.json()["error"].startswith(f'"data"[{size - 1}][0] is -1e+308')
 
 
 def test_torchserve_batches_as_the_model_config_says(stack, production):

@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from tabular_codec import BadRequest, Rows, _number, format_error, format_output, parse_request
+from tabular_codec import DEFAULT_MAX_ABS, BadRequest, Rows, _number, format_error, format_output, parse_request
 
 N_FEATURES = 2
 MAX_ROWS = 64
@@ -158,6 +158,24 @@ def test_number_that_overflows_to_infinity():
     assert "expected a finite number" in rejection('{"data": [1e400, 0.6]}')
 
 
+@pytest.mark.parametrize("value", [1e308, -1e308, 1.0e6 + 1, -2e6, 10**7])
+def test_values_beyond_the_input_bound_are_refused_naming_the_row(value):
+    message = rejection({"data": [[0.2, 0.6], [0.1, value]]})
+    assert message.startswith('"data"[1][1] is ')
+    assert "expected |value| <= 1e+06" in message
+
+
+@pytest.mark.parametrize("value", [1.0e6, -1.0e6, 10**6])
+def test_values_on_the_input_bound_are_taken(value):
+    assert parse({"data": [value, 0.5]}).values == [[float(value), 0.5]]
+
+
+def test_the_input_bound_comes_from_the_caller():
+    with pytest.raises(BadRequest, match=r"expected \|value\| <= 10$"):
+        parse_request({"body": {"data": [10.5, 0.0]}}, N_FEATURES, MAX_ROWS, max_abs=10)
+    assert parse_request({"body": {"data": [10.0, 0.0]}}, N_FEATURES, MAX_ROWS, max_abs=10).values == [[10.0, 0.0]]
+
+
 @pytest.mark.parametrize("text", ["NaN", "nan", "Infinity", "inf"])
 def test_non_finite_strings_are_not_numbers(text):
     assert rejection({"data": [text, 0.6]}) == f'"data"[0] is "{text}"; expected a number'
@@ -268,12 +286,13 @@ def test_answers_match_json_dumps_for_random_floats():
 
 @pytest.mark.parametrize(
     "row",
-    [[0.2, 0.6], [1, 0.5], [0.5, 10**400], [True, 0.1], [0.1, float("nan")], [-float("inf"), 0.0], ["1", 0], [None, 1]],
-)
+    [[0.2, 0.6], [1, 0.5], [0.5, 10**400], [True, 0.1], [0.1, float("nan")], [-float("inf"), 0.0], ["1", 0], [None, 1],
+     [1e6, -1e6], [1e6 + 0.5, 0.0], [0.0, -1e308]],
+)  # fmt: skip
 def test_rows_of_floats_and_anything_else_follow_the_same_rules(row):
     """Finite floats skip the per-value checks; every other value still goes through them."""
     try:
-        expected = [[_number(v, '"data"[0]') for v in row]]
+        expected = [[_number(v, '"data"[0]', DEFAULT_MAX_ABS) for v in row]]
     except BadRequest:
         with pytest.raises(BadRequest):
             parse({"data": row})

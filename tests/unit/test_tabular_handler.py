@@ -187,6 +187,38 @@ def test_answers_do_not_depend_on_batch_size(handler, context):
     assert crowded[-1][2] == alone
 
 
+EXTREME = [-1e308, 1e308]  # alone it overflowed the model (500); in a batch it gave a number (200)
+
+
+@pytest.mark.parametrize("others", [0, 3, 47, 63])
+def test_an_input_that_would_overflow_the_model_gets_the_same_400_in_any_batch(handler, context, reference, others):
+    """Finding 6 of the attack: the answer to an input must not depend on what shares its batch."""
+    good = [{"data": [i / 7, -i / 3]} for i in range(others)]
+    answers = run_batch(handler, context, [*good, {"data": EXTREME}])
+    *rest, (status, _, body) = answers
+    assert status == 400
+    assert body["error"].startswith('"data"[0] is -1e+308, outside the model\'s input range')
+    assert [a[2] for a in rest] == [{"output": v} for v in score(reference, [g["data"] for g in good])]
+
+
+@pytest.mark.parametrize("others", [3, 47, 63])
+def test_the_extreme_row_inside_a_request_of_many_rows_refuses_that_request(handler, context, others):
+    rows = [[i / 7, -i / 3] for i in range(others)] + [EXTREME]
+    [(status, _, body)] = run_batch(handler, context, [{"data": rows}])
+    assert status == 400
+    assert body["error"].startswith(f'"data"[{others}][0] is -1e+308')
+
+
+def test_inputs_on_the_bound_get_the_same_bytes_in_any_batch(handler, context):
+    edge = [[1.0e6, -1.0e6], [-1.0e6, 1.0e6], [1.0e6, 1.0e6]]
+    alone = [run_batch(handler, context, [{"data": row}])[0] for row in edge]
+    assert all(status == 200 for status, _, _ in alone)
+    for others in (3, 47, 63):
+        crowd = [{"data": [i / 7, -i / 3]} for i in range(others)]
+        crowded = run_batch(handler, context, [*crowd, *({"data": row} for row in edge)])[-len(edge) :]
+        assert [a[2] for a in crowded] == [a[2] for a in alone]
+
+
 def test_only_production_inputs_are_published(handler, context):
     published = []
 

@@ -25,9 +25,13 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HANDLER_DIR = REPO_ROOT / "handlers"
-HANDLER = HANDLER_DIR / "tabular_handler.py"
-HANDLER_EXTRAS = [HANDLER_DIR / name for name in ("tabular_codec.py", "ts_fastpath.py", "input_publisher.py")]
+# What every archive carries besides its kind's handler: the base and what it imports.
+HANDLER_BASE = [
+    HANDLER_DIR / n for n in ("twinserve_handler.py", "request_errors.py", "ts_fastpath.py", "input_publisher.py")
+]
+DEFAULT_KIND = "tabular"  # a model-config.yaml without twinserve.handler
 ARTIFACTS = ("weights.pt", "reference_stats.json", "golden_set.json")
+OPTIONAL_ARTIFACTS = ("metrics.json",)  # e.g. held-out accuracy, copied into the metadata
 VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){0,2}")  # used with fullmatch: no trailing newline
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -62,6 +66,10 @@ def read_metadata(archive: Path) -> dict:
         raise ArchiveError(f"no metadata beside {archive} (expected {path}); was it built by the archiver?") from None
 
 
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -84,6 +92,18 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def handler_files(kind: str) -> tuple[Path, list[Path]]:
+    """The handler of a model kind and the modules it needs: handlers/<kind>_handler.py, its
+    <kind>_codec.py if there is one, and the base. A new kind is one new handler file."""
+    handler = HANDLER_DIR / f"{kind}_handler.py"
+    if kind == "twinserve" or not NAME_RE.fullmatch(str(kind)) or not handler.is_file():
+        kinds = sorted(p.name.removesuffix("_handler.py") for p in HANDLER_DIR.glob("*_handler.py"))
+        kinds.remove("twinserve")
+        raise ArchiveError(f"twinserve.handler is {kind!r}; expected one of {kinds} (a handlers/<kind>_handler.py)")
+    codec = HANDLER_DIR / f"{kind}_codec.py"
+    return handler, [*HANDLER_BASE, *([codec] if codec.is_file() else [])]
+
+
 def _check_inputs(model_dir: Path, version: str) -> tuple[str, dict]:
     if not model_dir.is_dir():
         raise ArchiveError(f"model directory {model_dir} does not exist")
@@ -104,8 +124,8 @@ def _check_inputs(model_dir: Path, version: str) -> tuple[str, dict]:
         config = yaml.safe_load((model_dir / "model-config.yaml").read_text()) or {}
     except yaml.YAMLError as exc:
         raise ArchiveError(f"{model_dir / 'model-config.yaml'} is not valid YAML: {exc}") from None
-    if not isinstance(config, dict):
-        raise ArchiveError(f"{model_dir / 'model-config.yaml'} must be a mapping")
+    if not isinstance(config, dict) or not isinstance(config.get("twinserve", {}), dict):
+        raise ArchiveError(f"{model_dir / 'model-config.yaml'} must be a mapping, and its twinserve: section too")
     return name, config
 
 
@@ -133,18 +153,19 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
         raise ArchiveError(f"{target} already exists; archives are immutable, pick a new version")
 
     artifacts = model_dir / "artifacts"
+    settings = config.get("twinserve", {})
+    handler, modules = handler_files(settings.get("handler", DEFAULT_KIND))
+    extras = [artifacts / "reference_stats.json", artifacts / "golden_set.json"]
+    extras += [artifacts / a for a in OPTIONAL_ARTIFACTS if (artifacts / a).is_file()]
     with tempfile.TemporaryDirectory(dir=store) as tmp:
         generate_model_archive(
             ModelArchiverConfig(
                 model_name=name,
-                handler=str(HANDLER),
+                handler=str(handler),
                 version=version,
                 serialized_file=str(artifacts / "weights.pt"),
                 model_file=str(model_dir / "model.py"),
-                extra_files=",".join(
-                    [str(p) for p in HANDLER_EXTRAS]
-                    + [str(artifacts / "reference_stats.json"), str(artifacts / "golden_set.json")]
-                ),
+                extra_files=",".join(str(p) for p in [*modules, *extras]),
                 config_file=str(model_dir / "model-config.yaml"),
                 export_path=tmp,
             )
@@ -160,8 +181,10 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "reference_stats": json.loads((artifacts / "reference_stats.json").read_text()),
             "golden_set": json.loads((artifacts / "golden_set.json").read_text()),
+            "metrics": _read_json(artifacts / "metrics.json"),
             "handler": config.get("handler", {}),
-            "torchserve": {k: v for k, v in config.items() if k != "handler"},
+            "twinserve": settings,
+            "torchserve": {k: v for k, v in config.items() if k not in ("handler", "twinserve")},
         }
         meta_tmp = Path(tmp) / "metadata.json"
         meta_tmp.write_text(json.dumps(metadata, indent=2) + "\n")

@@ -10,14 +10,10 @@ import json
 import math
 from dataclasses import dataclass
 
+from request_errors import BadRequest, format_error  # noqa: F401 - format_error: the codec's API
+
 # Default bound on an input value's magnitude (model-config.yaml: handler.max_abs_input).
 DEFAULT_MAX_ABS = 1.0e6
-
-
-class BadRequest(ValueError):
-    """The client sent something we cannot score; answered with HTTP 400."""
-
-    status = 400
 
 
 @dataclass(frozen=True)
@@ -129,7 +125,3 @@ def format_output(outputs: list[float], single: bool) -> str:
     if single:
         return f'{{"output": {outputs[0]!r}}}'
     return '{"output": [' + ", ".join(map(repr, outputs)) + "]}"
-
-
-def format_error(message: str) -> str:
-    return json.dumps({"error": message})

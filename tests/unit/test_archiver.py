@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from archiver import ArchiveError, build_archive, read_metadata
-from archiver.build import HANDLER_EXTRAS
+from archiver.build import HANDLER_BASE, HANDLER_DIR, handler_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGRESSOR = REPO_ROOT / "models" / "regressor"
@@ -80,8 +80,9 @@ def test_metadata_carries_the_artifacts_and_the_model_config(model_dir, store):
     assert meta["golden_set"] == json.loads((artifacts / "golden_set.json").read_text())
     config = yaml.safe_load((model_dir / "model-config.yaml").read_text())
     assert meta["handler"] == config["handler"]
-    assert meta["torchserve"] == {k: v for k, v in config.items() if k != "handler"}
-    assert "handler" not in meta["torchserve"]
+    assert meta["twinserve"] == config["twinserve"]
+    assert meta["torchserve"] == {k: v for k, v in config.items() if k not in ("handler", "twinserve")}
+    assert "handler" not in meta["torchserve"] and "twinserve" not in meta["torchserve"]
     assert meta["built_at"].endswith("+00:00")
     assert meta["git_commit"]
 
@@ -98,8 +99,24 @@ def test_archive_holds_the_model_the_handler_and_its_modules(model_dir, store):
     assert manifest["model"]["serializedFile"] == "weights.pt"
     assert manifest["model"]["modelFile"] == "model.py"
     expected = {"model.py", "tabular_handler.py", "model-config.yaml", "reference_stats.json", "golden_set.json"}
-    assert expected | {p.name for p in HANDLER_EXTRAS} <= names
+    assert expected | {p.name for p in HANDLER_BASE} | {"tabular_codec.py"} <= names
     assert weights == (model_dir / "artifacts" / "weights.pt").read_bytes()
+
+
+def test_the_handler_is_chosen_by_the_model_config(tmp_path):
+    handler, modules = handler_files("image")
+    assert handler == HANDLER_DIR / "image_handler.py"
+    assert modules == [*HANDLER_BASE, HANDLER_DIR / "image_codec.py"]
+
+
+@pytest.mark.parametrize("kind", ["audio", "twinserve", "../tabular", "Tabular"])
+def test_an_unknown_handler_kind_is_refused_naming_the_known_ones(model_dir, store, kind):
+    config = yaml.safe_load((model_dir / "model-config.yaml").read_text())
+    config["twinserve"]["handler"] = kind
+    (model_dir / "model-config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ArchiveError, match=r"expected one of \['image', 'tabular'"):
+        build_archive(model_dir, "1.0", store)
+    assert not store.exists() or not any(store.iterdir())
 
 
 def test_refuses_to_overwrite_an_existing_version(model_dir, store):

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import tabular_handler
 import torch
 import ts_fastpath
+import twinserve_handler
 import yaml
 from tabular_handler import TabularHandler
 from ts.context import Context, RequestProcessor
@@ -115,7 +115,7 @@ def test_without_a_broker_no_publisher_is_started(handler):
 def test_a_broker_in_the_environment_starts_the_publisher(context, monkeypatch):
     """The other side of the decision above, with the publisher replaced (no Kafka client is made)."""
     made = []
-    monkeypatch.setattr(tabular_handler, "InputPublisher", lambda *args: made.append(args) or object())
+    monkeypatch.setattr(twinserve_handler, "InputPublisher", lambda *args: made.append(args) or object())
     monkeypatch.setenv("TWINSERVE_KAFKA_BOOTSTRAP", "127.0.0.1:1")
     monkeypatch.setenv("TWINSERVE_INPUTS_TOPIC", "inputs-x")
     TabularHandler().initialize(context)

@@ -1,0 +1,158 @@
+"""Pure request parsing for image classifiers: a PNG or JPEG, or a JSON grid of pixels, in.
+
+No torch, no TorchServe: every rule about what a client may send lives here and
+is unit-tested on its own. An image of any size and mode becomes the model's
+grid (size × size grey levels on the training data's scale, ink high and paper
+low, as in scikit-learn's digits: 0 to 16).
+
+Bombs are stopped before decoding: a PNG of a few hundred bytes can declare
+100,000 × 100,000 pixels (40 GB once decoded), so the size in the header is
+checked against max_pixels before any pixel is read.
+"""
+
+import io
+import json
+import math
+import statistics
+import struct
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+from request_errors import BadRequest
+
+FORMATS = ("PNG", "JPEG")
+MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
+# 8-bit modes, with or without colour, palette or alpha; 16-bit and float images are refused
+# (their grey levels have no agreed mapping to the 8-bit scale the model was trained on).
+MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr"}
+DEFAULT_MAX_PIXELS = 4_000_000  # 2000 × 2000
+INK_THRESHOLD = 0.5  # share of the scale above which a pixel counts as ink (drift's ink_share)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One image as the model sees it: size × size values from 0 (paper) to scale (ink), row by row."""
+
+    values: tuple[float, ...]
+    size: int
+    scale: float
+
+
+def _number(value, where: str, scale: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(f"{where} is {json.dumps(value)[:40]}; expected a number from 0 to {scale:g}")
+    if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= scale:
+        raise BadRequest(f"{where} is {value!r}; expected a number from 0 to {scale:g}")
+    return float(value)
+
+
+def grid_from_json(body, size: int, scale: float) -> Grid:
+    """{"data": [[...size values], ...size rows]} on the model's scale."""
+    if not isinstance(body, dict) or "data" not in body:
+        raise BadRequest(f'expected a PNG or JPEG image, or JSON {{"data": [{size} rows of {size} pixels]}}')
+    rows = body["data"]
+    if not isinstance(rows, list) or len(rows) != size:
+        shown = len(rows) if isinstance(rows, list) else type(rows).__name__
+        raise BadRequest(f'"data" has {shown} rows; expected {size} rows of {size} pixels from 0 to {scale:g}')
+    values = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != size:
+            raise BadRequest(f'"data"[{i}] is not a list of {size} pixels')
+        values.extend(_number(v, f'"data"[{i}][{j}]', scale) for j, v in enumerate(row))
+    return Grid(tuple(values), size, scale)
+
+
+def _open(body: bytes, max_pixels: int) -> Image.Image:
+    """Open an image and check its header; nothing is decoded yet."""
+    if not any(body.startswith(magic) for magic in MAGIC):
+        raise BadRequest("body is not a PNG or JPEG image (unknown signature); send image/png or image/jpeg")
+    if body.startswith(b"\x89PNG") and body[12:16] == b"IHDR":  # Pillow refuses these with a vaguer message
+        width, height = struct.unpack(">II", body[16:24].ljust(8, b"\xff"))
+        if width == 0 or height == 0:
+            raise BadRequest(f"image is {width}×{height}; expected a width and height of at least 1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(body), formats=FORMATS)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise BadRequest(f"image declares more pixels than the limit of {max_pixels}; not decoded") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+            raise BadRequest("body is not a valid PNG or JPEG image (its header cannot be read)") from None
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise BadRequest(f"image is {width}×{height}; expected a width and height of at least 1")
+    if width * height > max_pixels:
+        raise BadRequest(f"image is {width}×{height} = {width * height} pixels; at most {max_pixels} (not decoded)")
+    if image.mode not in MODES:
+        raise BadRequest(f"image mode {image.mode} is not supported; send an 8-bit grey, palette or RGB(A) image")
+    return image
+
+
+def grid_from_image(body: bytes, size: int, scale: float, max_pixels: int) -> Grid:
+    """Decode, flatten onto white paper, average down to size × size, and map dark ink to high values."""
+    image = _open(bytes(body), max_pixels)
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadRequest(f"image data could not be decoded ({exc})") from None
+    if image.mode in ("P", "PA", "LA", "La", "RGBA", "RGBa") or "transparency" in image.info:
+        image = image.convert("RGBA")
+        paper = Image.new("RGBA", image.size, "white")
+        image = Image.alpha_composite(paper, image)
+    grey = image.convert("L").resize((size, size), Image.Resampling.BOX)
+    return Grid(tuple((255 - v) * scale / 255 for v in grey.tobytes()), size, scale)
+
+
+def parse_request(request: dict, size: int = 8, scale: float = 16.0, max_pixels: int = DEFAULT_MAX_PIXELS) -> Grid:
+    """One request of a batch: image bytes, or a JSON grid (decoded by TorchServe or not).
+
+    Args:
+        request: TorchServe's dict for one request.
+        size: the model's grid is size × size.
+        scale: the value of full ink in the training data.
+        max_pixels: the largest width × height an image may declare.
+    Raises:
+        BadRequest: with a message saying what was wrong and what was expected.
+    """
+    body = request.get("body", request.get("data")) if isinstance(request, dict) else None
+    if body is None:
+        raise BadRequest("expected a body: a PNG or JPEG image, or a JSON grid of pixels")
+    if isinstance(body, (bytes, bytearray)):
+        if not body:
+            raise BadRequest("body is empty; expected a PNG or JPEG image")
+        if any(bytes(body[:8]).startswith(magic) for magic in MAGIC):
+            return grid_from_image(body, size, scale, max_pixels)
+        try:
+            body = json.loads(bytes(body))
+        except (ValueError, RecursionError):
+            raise BadRequest("body is neither a PNG or JPEG image (unknown signature) nor JSON") from None
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except (ValueError, RecursionError):
+            raise BadRequest("body is neither a PNG or JPEG image nor valid JSON") from None
+    return grid_from_json(body, size, scale)
+
+
+def summary_features(grid: Grid) -> list[float]:
+    """What drift detection watches of an image: mean intensity, contrast, share of ink (all 0..1).
+
+    An inverted, blank or washed-out image moves these long before a model's
+    accuracy can be measured.
+    """
+    values = [v / grid.scale for v in grid.values]
+    return [statistics.fmean(values), statistics.pstdev(values), sum(v > INK_THRESHOLD for v in values) / len(values)]
+
+
+SUMMARY_FEATURES = ["mean_intensity", "contrast", "ink_share"]
+
+
+def format_prediction(probabilities: list[float]) -> str:
+    """{"label": k, "probabilities": {"0": p0, ...}}, probabilities to 6 decimals.
+
+    Rounded so that the few-ulp differences between batch sizes (the kernels sum in
+    other orders) never change an answer's bytes.
+    """
+    label = max(range(len(probabilities)), key=probabilities.__getitem__)
+    return json.dumps({"label": label, "probabilities": {str(k): round(p, 6) for k, p in enumerate(probabilities)}})

@@ -1,0 +1,183 @@
+"""The base of every twinserve model handler: what all model kinds share.
+
+TorchServe packs this file into each archive beside the kind's own handler and
+imports it there; it must not import the twinserve control plane.
+
+A TorchServe batch mixes requests from different clients. The base answers each
+on its own: a request its kind cannot decode gets its own 4xx JSON, the good
+ones are scored together in one call to the kind's predict(), a non-finite
+output is that request's 500 JSON, and every answer carries X-Model-Version.
+Rows of production requests (Nginx marks /predict) go to the drift publisher.
+
+A model kind subclasses TwinserveHandler and writes only what differs:
+    decode(request) -> item          one request's input, or raise BadRequest
+    predict(items) -> outputs        one output per item, in one forward pass
+    encode(item, output) -> str      the JSON answer, or raise ModelFault
+    drift_rows(item, output) -> rows the watched features of this request
+Settings come from the archive's model-config.yaml `handler:` section
+(context.model_yaml_config["handler"]), with defaults, never from the
+environment; only the broker's address is the deployment's (TorchServe's
+environment), not the model's.
+"""
+
+import logging
+import os
+
+import torch
+import ts_fastpath
+from input_publisher import InputPublisher
+from request_errors import BadRequest, ModelFault, PayloadTooLarge, format_error
+from ts.torch_handler.base_handler import BaseHandler
+
+logger = logging.getLogger(__name__)
+
+JSON = "application/json"
+ROUTE_HEADER = "X-Twinserve-Route"  # set by Nginx: "production" on /predict, "test" on /test/predict
+
+
+def _route(context, idx: int) -> str | None:
+    """The route Nginx marked the request with (header names arrive as sent; match any case)."""
+    value = context.get_request_header(idx, ROUTE_HEADER)
+    if value is None:
+        lowered = ROUTE_HEADER.lower()
+        headers = context.get_all_request_header(idx)
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
+
+
+def body_of(request, max_bytes: int | None = None):
+    """The request's body as TorchServe hands it over (under "body" or "data").
+
+    Raises:
+        BadRequest: no body at all.
+        PayloadTooLarge: a raw body over max_bytes (Nginx bounds bodies first; this
+            is the model's own limit, for TorchServe reached without Nginx).
+    """
+    if not isinstance(request, dict):
+        raise BadRequest("expected a request body")
+    body = request.get("body", request.get("data"))
+    if body is None:
+        raise BadRequest("expected a request body")
+    if max_bytes is not None and isinstance(body, (bytes, bytearray, str)) and len(body) > max_bytes:
+        raise PayloadTooLarge(f"body is {len(body)} bytes; at most {max_bytes} are allowed for this model")
+    return body
+
+
+class TwinserveHandler(BaseHandler):
+    """Batch isolation, versions, drift publishing and the fast worker codec for every model kind."""
+
+    #: names of the values drift_rows() returns, in order (a kind may set them from its settings)
+    drift_features: list[str] = []
+
+    def initialize(self, context):
+        """Read the handler section of model-config.yaml, then load the model.
+
+        Args:
+            context: TorchServe's context; model_yaml_config comes from the archive.
+        """
+        cfg = (context.model_yaml_config or {}).get("handler", {}) or {}
+        torch.set_num_threads(int(cfg.get("torch_threads", 1)))
+        # TorchServe's worker logs two INFO metric lines per batch to stdout for
+        # the frontend to parse; under load that costs ~10% of the worker's CPU.
+        logging.getLogger().setLevel(cfg.get("worker_log_level", "INFO"))
+        if cfg.get("buffered_protocol", False):
+            ts_fastpath.install()
+        self.model_name = context.manifest["model"]["modelName"]
+        self.version = str(context.manifest["model"].get("modelVersion", "unknown"))
+        self.configure(cfg)
+        bootstrap = os.environ.get("TWINSERVE_KAFKA_BOOTSTRAP")
+        self.publisher = (
+            InputPublisher(bootstrap, os.environ.get("TWINSERVE_INPUTS_TOPIC", "model-inputs"),
+                           os.environ.get("TWINSERVE_PUBLISHER_STATS_DIR", "publisher"),
+                           int(os.environ.get("TWINSERVE_PUBLISHER_QUEUE", "1000")))
+            if bootstrap and self.drift_features else None
+        )  # fmt: skip
+        super().initialize(context)
+        self.prepare(self.model)
+
+    # --- what a model kind writes -------------------------------------------------
+
+    def configure(self, cfg: dict) -> None:
+        """Read the kind's own keys of the handler section (before the model loads).
+
+        Args:
+            cfg: model-config.yaml's `handler:` mapping.
+        """
+
+    def prepare(self, model) -> None:
+        """Adjust the loaded model (precision, eval mode); BaseHandler has loaded it into self.model."""
+
+    def decode(self, request):
+        """One request's input.
+
+        Args:
+            request: TorchServe's dict for one request of the batch.
+        Returns:
+            Whatever predict() and encode() take for this request.
+        Raises:
+            BadRequest: with a message saying what was wrong and what was expected.
+        """
+        raise NotImplementedError
+
+    def predict(self, items: list) -> list:
+        """Score every good request of the batch at once.
+
+        Args:
+            items: decode()'s results, in request order (at least one).
+        Returns:
+            One output per item, in the same order.
+        """
+        raise NotImplementedError
+
+    def encode(self, item, output) -> str:
+        """The JSON answer to one request.
+
+        Raises:
+            ModelFault: the output cannot be an answer (for example it is not finite).
+        """
+        raise NotImplementedError
+
+    def drift_rows(self, item, output) -> list[list[float]]:
+        """The watched feature values of one answered request, one row per input (drift_features order)."""
+        return []
+
+    # --- the same for every kind ----------------------------------------------------
+
+    def handle(self, data, context):
+        """Answer every request of the batch, each with its own status.
+
+        Args:
+            data: one dict per request.
+            context: TorchServe's context, for per-request status and headers.
+        Returns:
+            One JSON string per request.
+        """
+        self.context = context
+        items = []
+        for request in data:
+            try:
+                items.append(self.decode(request))
+            except BadRequest as exc:
+                items.append(exc)
+        good = [item for item in items if not isinstance(item, BadRequest)]
+        outputs = iter(self.predict(good) if good else ())
+        answers, published = [], []
+        for idx, item in enumerate(items):
+            context.set_response_header(idx, "content-type", JSON)
+            context.set_response_header(idx, "X-Model-Version", self.version)
+            if isinstance(item, BadRequest):
+                context.set_response_status(code=item.status, phrase=item.phrase, idx=idx)
+                answers.append(format_error(str(item)))
+                continue
+            output = next(outputs)
+            try:
+                answers.append(self.encode(item, output))
+            except ModelFault as exc:
+                context.set_response_status(code=exc.status, phrase=exc.phrase, idx=idx)
+                answers.append(format_error(f"model {self.model_name} {self.version} {exc}"))
+                continue
+            if self.publisher is not None and _route(context, idx) == "production":
+                published.extend(self.drift_rows(item, output))
+        if published:
+            self.publisher.publish(self.model_name, self.version, self.drift_features, published)
+        return answers

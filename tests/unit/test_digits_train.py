@@ -1,0 +1,92 @@
+"""models/digits/train.py: deterministic per seed, at least 95% held-out accuracy, samples and golden set true."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
+
+
+def load_train():
+    """Import train.py under its own name; its `model` and sys.path changes are not left behind."""
+    saved_path, saved_model = list(sys.path), sys.modules.pop("model", None)
+    try:
+        spec = importlib.util.spec_from_file_location("digits_train", DIGITS / "train.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved_path
+        sys.modules.pop("model", None)
+        if saved_model is not None:
+            sys.modules["model"] = saved_model
+    return module
+
+
+train = load_train()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The defaults, trained once: artifacts and samples."""
+    out = tmp_path_factory.mktemp("digits")
+    threads = torch.get_num_threads()
+    try:
+        assert train.main(["--out", str(out / "artifacts"), "--samples-dir", str(out / "samples")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
+    return out
+
+
+def test_held_out_accuracy_is_at_least_95_percent(trained):
+    metrics = json.loads((trained / "artifacts" / "metrics.json").read_text())
+    assert metrics["held_out_accuracy"] >= 0.95
+    assert (metrics["held_out"], metrics["trained_on"]) == (360, 1437)
+
+
+def test_same_seed_gives_identical_weights(tmp_path):
+    x, y, _, _ = train.split()
+    threads = torch.get_num_threads()
+    try:
+        first = train.train(3, 2, x, y).state_dict()
+        second = train.train(3, 2, x, y).state_dict()
+        other = train.train(4, 2, x, y).state_dict()
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_the_split_is_the_same_for_every_seed():
+    a, b = train.split(), train.split()
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+    assert len(a[3]) == 360 and set(a[3].tolist()) == set(range(10))
+
+
+def test_the_golden_set_is_what_the_model_answers(trained):
+    golden = json.loads((trained / "artifacts" / "golden_set.json").read_text())
+    model = train.DigitsCNN()
+    model.load_state_dict(torch.load(trained / "artifacts" / "weights.pt"))
+    x = torch.tensor([g["data"] for g in golden], dtype=torch.float64).unsqueeze(1)
+    probabilities = train.probabilities(model.eval(), x)
+    assert [g["label"] for g in golden] == probabilities.argmax(dim=1).tolist()
+    for g, p in zip(golden, probabilities.tolist(), strict=True):  # summation order varies with threads
+        assert g["probabilities"] == pytest.approx(p, abs=1e-12)
+
+
+def test_one_sample_png_per_class_as_the_repository_ships_them(trained):
+    written = sorted(p.name for p in (trained / "samples").iterdir())
+    assert written == [f"digit-{k}.png" for k in range(10)]
+    for name in written:
+        assert (trained / "samples" / name).read_bytes() == (DIGITS / "samples" / name).read_bytes()
+
+
+def test_reference_stats_cover_the_drift_features(trained):
+    stats = json.loads((trained / "artifacts" / "reference_stats.json").read_text())
+    assert list(stats) == ["mean_intensity", "contrast", "ink_share"]
+    assert all(s["count"] == 1437 and 0 < s["mean"] < 1 and s["std"] > 0 for s in stats.values())

@@ -1,0 +1,128 @@
+"""The image handler, driven the way TorchServe's worker drives it (initialize, then handle per batch),
+on the digits CNN trained by models/digits/train.py. No TorchServe process, no Kafka."""
+
+import io
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import ts_fastpath
+import yaml
+from image_handler import ImageHandler
+from PIL import Image
+from ts.context import Context, RequestProcessor
+
+DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
+CONFIG = yaml.safe_load((DIGITS / "model-config.yaml").read_text())
+SAMPLES = {k: (DIGITS / "samples" / f"digit-{k}.png").read_bytes() for k in range(10)}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A model directory as TorchServe unpacks an archive: model.py and weights trained by train.py."""
+    out = tmp_path_factory.mktemp("digits")
+    shutil.copy(DIGITS / "model.py", out / "model.py")
+    from tests.unit.test_digits_train import train
+
+    threads = torch.get_num_threads()
+    try:
+        assert train.main(["--out", str(out / "artifacts"), "--epochs", "30"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
+    shutil.copy(out / "artifacts" / "weights.pt", out / "weights.pt")
+    return out
+
+
+@pytest.fixture
+def context(model_dir, monkeypatch):
+    monkeypatch.delenv("TWINSERVE_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.setattr(ts_fastpath, "install", lambda: True)
+    monkeypatch.syspath_prepend(str(model_dir))
+    monkeypatch.delitem(sys.modules, "model", raising=False)
+    threads, level = torch.get_num_threads(), logging.getLogger().level
+    manifest = {"model": {"modelName": "digits", "modelVersion": "2.1", "serializedFile": "weights.pt",
+                          "modelFile": "model.py", "handler": "image_handler.py"}}  # fmt: skip
+    yield Context("digits", str(model_dir), manifest, 32, None, "0.12.0", model_yaml_config=CONFIG)
+    torch.set_num_threads(threads)
+    logging.getLogger().setLevel(level)
+
+
+@pytest.fixture
+def handler(context):
+    h = ImageHandler()
+    h.initialize(context)
+    return h
+
+
+def run_batch(handler, context, bodies, headers=None):
+    """One batch: [(status, response headers, decoded answer)] per request."""
+    headers = headers or [{} for _ in bodies]
+    context.request_processor = [RequestProcessor(dict(h)) for h in headers]
+    answers = handler.handle([{"body": b} for b in bodies], context)
+    assert len(answers) == len(bodies)
+    return [
+        (context.get_response_status(i)[0], context.get_response_headers(i), json.loads(a))
+        for i, a in enumerate(answers)
+    ]
+
+
+def test_every_shipped_sample_is_recognised(handler, context):
+    answers = run_batch(handler, context, [SAMPLES[k] for k in range(10)])
+    assert [a[2]["label"] for a in answers] == list(range(10))
+    for status, headers, body in answers:
+        assert status == 200 and headers["X-Model-Version"] == "2.1"
+        assert list(body["probabilities"]) == [str(k) for k in range(10)]
+        assert sum(body["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+
+
+def test_a_json_grid_answers_as_its_png_does(handler, context):
+    grey = Image.open(io.BytesIO(SAMPLES[3])).convert("L").resize((8, 8), Image.Resampling.NEAREST)
+    grid = [[(255 - v) * 16 / 255 for v in grey.tobytes()[r * 8 : r * 8 + 8]] for r in range(8)]
+    png_answer, json_answer = run_batch(handler, context, [SAMPLES[3], {"data": grid}])
+    assert png_answer[2] == json_answer[2]
+
+
+def test_bad_images_get_their_own_4xx_and_the_rest_of_the_batch_its_answers(handler, context):
+    too_large = b"\x89PNG\r\n\x1a\n" + b"\x00" * CONFIG["handler"]["max_bytes"]
+    bodies = [SAMPLES[1], b"not an image", SAMPLES[5][:40], too_large, {"data": [[0] * 8] * 7}, SAMPLES[8]]
+    answers = run_batch(handler, context, bodies)
+    assert [a[0] for a in answers] == [200, 400, 400, 413, 400, 200]
+    assert [answers[0][2]["label"], answers[5][2]["label"]] == [1, 8]
+    assert all("error" in a[2] for a in answers[1:5])
+    assert all(a[1]["X-Model-Version"] == "2.1" for a in answers)
+
+
+def test_an_image_gets_the_same_bytes_whatever_shares_its_batch(handler, context):
+    alone = [run_batch(handler, context, [SAMPLES[k]])[0][2] for k in range(10)]
+    for crowd in (3, 31):
+        crowded = run_batch(handler, context, [SAMPLES[(k * 7) % 10] for k in range(crowd)] + list(SAMPLES.values()))
+        assert [a[2] for a in crowded[crowd:]] == alone
+
+
+def test_only_production_images_feed_drift_with_their_summary_features(handler, context):
+    published = []
+
+    class Recorder:
+        def publish(self, model, version, features, rows):
+            published.append((model, version, features, rows))
+
+    handler.publisher = Recorder()
+    headers = [{"X-Twinserve-Route": "production"}, {"X-Twinserve-Route": "test"}, {"X-Twinserve-Route": "production"}]
+    run_batch(handler, context, [SAMPLES[0], SAMPLES[1], b"junk"], headers)
+    [(model, version, features, rows)] = published
+    assert (model, version, features) == ("digits", "2.1", ["mean_intensity", "contrast", "ink_share"])
+    assert len(rows) == 1 and all(0 <= v <= 1 for v in rows[0])
+
+
+def test_a_model_that_gives_nan_answers_500_json(handler, context):
+    with torch.no_grad():
+        for parameter in handler.model.parameters():
+            parameter.fill_(float("nan"))
+    [(status, _, body), (bad, _, _)] = run_batch(handler, context, [SAMPLES[2], b"junk"])
+    assert (status, bad) == (500, 400)
+    assert body == {"error": "model digits 2.1 gave a non-finite output"}

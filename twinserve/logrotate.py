@@ -4,15 +4,19 @@ Every log under var/ is rotated once it passes `supervisor.log_max_mb`, and at
 most `supervisor.log_keep` gzipped copies are kept, so a log never holds more
 than about (keep + 1) x the size (plus what is written between two runs).
 
-- Nginx's own logs (access_*.log, error.log) are renamed, then Nginx is told to
-  reopen them (`nginx -s reopen`): no line is lost or written twice.
-- The other processes write to the stdout log the stack opened for them
-  (processes.start, in append mode), which cannot be reopened: copytruncate.
-- TorchServe's own logs roll by themselves (config/torchserve/log4j2.xml) at the
-  same bound; they are not listed here.
+All are copied and truncated (copytruncate): every process writes its log in
+append mode, so after the truncation it goes on at the new end. Nginx's own
+logs too: `nginx -s reopen` makes its workers reopen them, and they run as
+`nobody`, who cannot reach var/ when the checkout sits under a private
+directory (/root, pytest's temporary folders) — Nginx then kept writing into
+the deleted file, rotated on disk for ever. The price of copytruncate is the
+lines written between the copy and the truncation (milliseconds); Nginx's
+metrics do not come from its logs.
+
+TorchServe's own logs roll by themselves (config/torchserve/log4j2.xml) at the
+same bound; they are not listed here.
 """
 
-import shlex
 import subprocess
 
 from twinserve.errors import ServiceError
@@ -38,46 +42,41 @@ def stdout_logs(stack: Stack, names: list[str]) -> list[str]:
     return logs
 
 
-def render(stack: Stack, names: list[str], reopen_nginx: list[str]) -> str:
+def logs(stack: Stack, names: list[str]) -> list[str]:
+    """Every log the stack writes outside TorchServe: var/logs/<name>.log per process
+    (Nginx's own: access_*.log, error.log, its stdout), var/<colour>/logs/stdout.log."""
+    found = [str(stack.var_dir / "logs" / name) for name in NGINX_LOGS]
+    return found + stdout_logs(stack, [n for n in names if n != "nginx"])
+
+
+def render(stack: Stack, names: list[str]) -> str:
     """logrotate.conf for the stack; pure.
 
     Args:
-        names: the stack's processes (each writes var/logs/<name>.log), Nginx excluded.
-        reopen_nginx: the command that makes Nginx reopen its logs.
+        names: the stack's processes (each writes var/logs/<name>.log).
     """
     s = stack.supervisor
-    common = [
-        f"    size {s.log_max_mb}M",
-        f"    rotate {s.log_keep}",
-        "    compress",
-        "    missingok",
-        "    notifempty",
-        "    nomail",
-    ]
-    nginx_logs = " ".join(str(stack.var_dir / "logs" / name) for name in NGINX_LOGS)
-    lines = [
-        "# Rendered by twinserve from the stack description (twinserve/logrotate.py); run by the supervisor.",
-        f"{nginx_logs} {{",
-        *common,
-        "    sharedscripts",
-        "    postrotate",
-        f"        {shlex.join(reopen_nginx)} >/dev/null 2>&1 || true",
-        "    endscript",
-        "}",
-        "",
-        f"{' '.join(stdout_logs(stack, [n for n in names if n != 'nginx']))} {{",
-        *common,
-        "    copytruncate",
-        "}",
-        "",
-    ]
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            "# Rendered by twinserve from the stack description (twinserve/logrotate.py); run by the supervisor.",
+            f"{' '.join(logs(stack, names))} {{",
+            f"    size {s.log_max_mb}M",
+            f"    rotate {s.log_keep}",
+            "    compress",
+            "    copytruncate",
+            "    missingok",
+            "    notifempty",
+            "    nomail",
+            "}",
+            "",
+        ]
+    )
 
 
-def write_config(stack: Stack, names: list[str], reopen_nginx: list[str]):
+def write_config(stack: Stack, names: list[str]):
     path = config_file(stack)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(stack, names, reopen_nginx))
+    path.write_text(render(stack, names))
     return path
 
 

@@ -24,7 +24,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from twinserve import logrotate, nginx, processes
+from twinserve import logrotate, processes
 from twinserve.errors import TwinserveError
 from twinserve.settings import Stack, load_stack
 
@@ -102,7 +102,7 @@ class Supervisor:
 
     def run(self) -> None:
         cfg = self.stack.supervisor
-        logrotate.write_config(self.stack, [*self.parts, SUPERVISOR], nginx.reopen_command(self.stack))
+        logrotate.write_config(self.stack, [*self.parts, SUPERVISOR])
         log(f"supervising {', '.join(self.parts)}; logs rotated past {cfg.log_max_mb} MB, {cfg.log_keep} kept")
         next_rotation = self.clock()
         while True:

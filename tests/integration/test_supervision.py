@@ -186,6 +186,7 @@ def test_down_stops_everything_whatever_died_first_and_up_names_a_foreign_holder
     assert processes.listeners(stack.ports) == {}, "a port of the stack is still held"
 
     holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the port's connections are in TIME_WAIT
     holder.bind(("127.0.0.1", stack.nginx.port))
     holder.listen()
     try:

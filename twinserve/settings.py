@@ -146,7 +146,7 @@ class SupervisorSettings:
     stable_seconds: float = 60.0  # up this long after a restart: the next crash restarts at once
     log_max_mb: int = 50  # every log is rotated past this size (logrotate; TorchServe's log4j2)
     log_keep: int = 3  # rotated copies kept per log, gzipped
-    rotate_every_seconds: float = 30.0  # how often the supervisor runs logrotate
+    rotate_every_seconds: float = 10.0  # how often the supervisor runs logrotate
 
 
 @dataclass(frozen=True)

@@ -189,8 +189,17 @@ def start(stack: Stack, name: str, argv: list[str], cwd: Path, env: dict[str, st
 def _processes_of(stack: Stack, names: list[str], procs=None) -> list[psutil.Process]:
     """What `names` left running: their sessions (recorded pids) and anything marked with their names."""
     procs = census(stack) if procs is None else procs
-    sids = {r[0] for r in (_recorded(stack, n) for n in names) if r}
+    sids = {r[0] for r in (_recorded(stack, n) for n in names) if r and not _recycled(*r)}
     return [p for p, sid, name in procs.values() if sid in sids or (name is not None and name in names)]
+
+
+def _recycled(pid: int, started: float | None) -> bool:
+    """True if `pid` now names another process than the one we started (its session is not ours).
+    A dead leader's session is still ours: Linux reuses no pid that is a live session's id."""
+    try:
+        return started is not None and abs(psutil.Process(pid).create_time() - started) > 0.05
+    except psutil.Error:
+        return False
 
 
 def terminate(procs: list[psutil.Process], timeout: float = 20.0) -> None:

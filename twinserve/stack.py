@@ -164,7 +164,7 @@ def _start_side_services(stack: Stack, side: list[Part], started: list[str]) -> 
             ensure_topic(stack.drift.bootstrap, stack.drift.topic)
         except KafkaError as exc:
             failed["broker"] = f"topic {stack.drift.topic} not created ({type(exc).__name__}: is it still stopping?)"
-    return [f"{name}: {why}" for name, why in failed.items()]
+    return [f"{name}: {why} (its log: {stack.var_dir / 'logs' / f'{name}.log'})" for name, why in failed.items()]
 
 
 def start_supervisor(stack: Stack) -> int:
@@ -197,7 +197,8 @@ def status(stack: Stack) -> list[str]:
         if pid:
             state = f"running pid {pid}"
         elif processes.crashed(stack, name):
-            state = "down: crashed, the supervisor restarts it"
+            restarter = "`make up`" if name == SUPERVISOR else "the supervisor"
+            state = f"down: crashed, {restarter} restarts it"
         else:
             state = "stopped"
         count = restarts.get(name, 0)

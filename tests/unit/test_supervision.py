@@ -72,10 +72,17 @@ def test_a_killed_leader_is_a_crash_and_stop_takes_what_it_left(stack):
     assert not processes.crashed(stack, "x"), "a deliberate stop is never undone"
 
 
-def test_a_recycled_pid_is_not_ours(stack):
-    processes.pid_file(stack, "x").parent.mkdir(parents=True)
-    processes.pid_file(stack, "x").write_text(f"{os.getpid()} 12345.0\n")  # alive, but started at another time
-    assert processes.running_pid(stack, "x") is None
+def test_a_recycled_pid_is_not_ours_and_stop_leaves_its_session_alone(stack):
+    foreign = subprocess.Popen(["sleep", "300"], start_new_session=True)  # a session leader, as ours are
+    try:
+        processes.pid_file(stack, "x").parent.mkdir(parents=True)
+        processes.pid_file(stack, "x").write_text(f"{foreign.pid} 12345.0\n")  # alive, started at another time
+        assert processes.running_pid(stack, "x") is None
+        assert processes.stop(stack, "x") is False
+        assert foreign.poll() is None, "stop killed a process that only reuses our pid"
+    finally:
+        foreign.kill()
+        foreign.wait()
 
 
 def test_stop_all_signals_every_process_before_waiting_for_any(stack, tmp_path):

@@ -80,6 +80,15 @@ def _try(f, *args):
         return None
 
 
+def test_the_pid_of_a_colour_is_the_process_that_serves_its_ports(stack):
+    """Finding 7: the pid `make status` showed was TorchServe's launcher, not the JVM."""
+    for colour, ports in stack.colours.items():
+        pid = processes.running_pid(stack, f"torchserve-{colour}")
+        holders = processes.listeners(ports.ports)
+        assert {p.pid for p in holders.values()} == {pid}, {port: processes.describe(p) for port, p in holders.items()}
+        assert f"running pid {pid}" in "\n".join(stack_mod.status(stack))
+
+
 def test_a_failed_side_service_leaves_serving_alone(stack, monkeypatch):
     """Finding 4: `make up` stopped a serving Nginx because the exporter failed."""
     assert processes.stop(stack, SUPERVISOR)  # nothing restarts the broken exporter behind this test

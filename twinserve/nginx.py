@@ -35,20 +35,11 @@ def write_config(stack: Stack):
     return conf
 
 
-def _base_argv(stack: Stack) -> list[str]:
-    home = nginx_dir(stack)
-    return [nginx_bin(), "-p", str(home), "-c", str(home / "nginx.conf"), "-e", str(log_dir(stack) / "error.log")]
-
-
 def start(stack: Stack) -> int:
-    write_config(stack)
-    argv = [*_base_argv(stack), "-g", "daemon off;"]
-    return processes.start(stack, PROCESS, argv, nginx_dir(stack), {}, log_dir(stack) / "nginx-stdout.log")
-
-
-def reopen_command(stack: Stack) -> list[str]:
-    """The command that makes the running Nginx reopen its log files (after logrotate renamed them)."""
-    return [*_base_argv(stack), "-s", "reopen"]
+    conf = write_config(stack)
+    home = nginx_dir(stack)
+    argv = [nginx_bin(), "-p", str(home), "-c", str(conf), "-e", str(log_dir(stack) / "error.log"), "-g", "daemon off;"]
+    return processes.start(stack, PROCESS, argv, home, {}, log_dir(stack) / "nginx-stdout.log")
 
 
 def stop(stack: Stack) -> bool:

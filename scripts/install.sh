@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the native stack needs, skipping what is already there:
 # Debian packages (Java for TorchServe's frontend, Nginx with Lua, load tools,
-# Prometheus, Alertmanager and the node and Nginx exporters, docker-compose
+# Prometheus, Alertmanager and the node and Nginx exporters, logrotate, docker-compose
 # to check the compose stack)
 # and the project's own .venv with the pinned Python dependencies.
 set -euo pipefail
@@ -18,6 +18,7 @@ command -v curl >/dev/null || missing+=(curl)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
 command -v prometheus-nginx-exporter >/dev/null || missing+=(prometheus-nginx-exporter)
+command -v logrotate >/dev/null || missing+=(logrotate)  # run by the stack's supervisor (twinserve/logrotate.py)
 command -v docker-compose >/dev/null || missing+=(docker-compose)  # validates docker-compose.yml; no engine needed
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -6,7 +6,10 @@
     which              twinserve.promote
     render-compose     twinserve.compose (Nginx, Prometheus, Alertmanager files of the compose stack)
 
-A failure prints one line, `twinserve <verb>: error: ...`, and exits non-zero.
+A failure prints one line, `twinserve <verb>: error: ...`, and exits non-zero:
+a TwinserveError with its own exit code, and any error of the system, the broker
+or a socket that a command did not turn into one (an operator needs the what and
+why, not a traceback).
 """
 
 import argparse
@@ -14,8 +17,12 @@ import contextlib
 import sys
 from pathlib import Path
 
+import psutil
+import requests
+from kafka.errors import KafkaError
+
 from twinserve import compose, deploy, promote, stack
-from twinserve.errors import TwinserveError
+from twinserve.errors import EXIT_FAILED, TwinserveError
 from twinserve.settings import load_stack
 from twinserve.state import exclusive
 
@@ -68,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except TwinserveError as exc:
         print(f"twinserve {args.verb}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (OSError, KafkaError, requests.RequestException, psutil.Error) as exc:
+        print(f"twinserve {args.verb}: error: {type(exc).__name__}: {exc}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     return 0

@@ -4,6 +4,8 @@ Read at every scrape (nothing cached, nothing to drift): which colour is
 production (the state file), which model version each colour serves and how
 many of its workers are ready (each colour's management API, on loopback),
 and how many production input rows the workers published to the broker or dropped.
+Natively also the supervision of the stack's processes: whether each runs and
+how often the supervisor restarted it.
 
     python -m twinserve.exporter     # listens on monitoring.exporter_port
 """
@@ -15,6 +17,7 @@ import requests
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from twinserve import processes
 from twinserve.errors import ServiceError
 from twinserve.settings import Stack, load_stack
 from twinserve.state import read_production
@@ -79,9 +82,32 @@ class ControlPlaneCollector:
         yield from families.values()
 
 
+class SupervisionCollector:
+    """The native stack's processes, from their pid files and the supervisor's restart record."""
+
+    def __init__(self, stack: Stack):
+        from twinserve.stack import SUPERVISOR, parts
+
+        self.stack = stack
+        self.names = [part.name for part in parts(stack)] + [SUPERVISOR]
+
+    def collect(self):
+        up = GaugeMetricFamily("twinserve_process_up", "1 if the stack's process runs.", labels=["process"])
+        restarts = CounterMetricFamily(
+            "twinserve_process_restarts", "Restarts by the supervisor after the process died.", labels=["process"]
+        )
+        counts = processes.read_restarts(self.stack)
+        for name in self.names:
+            up.add_metric([name], 1.0 if processes.running_pid(self.stack, name) else 0.0)
+            restarts.add_metric([name], counts.get(name, 0))
+        yield from (up, restarts)
+
+
 def serve(stack: Stack, registry: CollectorRegistry | None = None):
+    """The native exporter: the control plane's view and the supervision of its processes."""
     registry = registry or CollectorRegistry()
     registry.register(ControlPlaneCollector(stack))
+    registry.register(SupervisionCollector(stack))
     return start_http_server(stack.monitoring.exporter_port, addr="127.0.0.1", registry=registry)
 
 

@@ -20,6 +20,16 @@ class Service:
     argv: list[str]
     ready_url: str
     env: dict[str, str] = field(default_factory=dict)
+    ports: tuple[int, ...] = ()  # what it listens on: `make up` names a foreign process holding one
+
+
+def node_exporter_collectors() -> list[str]:
+    """Flags turning off the collectors that cannot work on this host.
+
+    Debian enables the systemd collector, which fails at every scrape (an error
+    line every 5 s, megabytes a day) where systemd is not the init system.
+    """
+    return [] if Path("/run/systemd/system").is_dir() else ["--no-collector.systemd"]
 
 
 def services(stack: Stack) -> list[Service]:
@@ -32,6 +42,7 @@ def services(stack: Stack) -> list[Service]:
             [broker_bin(), "broker", f"--listener-url=tcp://{host}:{stack.drift.broker_port}",
              f"--advertised-listener-url=tcp://{host}:{stack.drift.broker_port}", "--storage-engine=memory://tansu/"],
             f"tcp://{host}:{stack.drift.broker_port}",
+            ports=(stack.drift.broker_port,),
         ),
         Service(
             "prometheus",
@@ -39,6 +50,7 @@ def services(stack: Stack) -> list[Service]:
              f"--storage.tsdb.path={var / 'prometheus' / 'data'}", "--storage.tsdb.retention.time=7d",
              f"--web.listen-address={host}:{m.prometheus_port}", "--web.enable-lifecycle"],
             f"http://{host}:{m.prometheus_port}/-/ready",
+            ports=(m.prometheus_port,),
         ),
         Service(
             "alertmanager",
@@ -46,24 +58,29 @@ def services(stack: Stack) -> list[Service]:
              f"--storage.path={var / 'alertmanager' / 'data'}", f"--web.listen-address={host}:{m.alertmanager_port}",
              "--cluster.listen-address="],
             f"http://{host}:{m.alertmanager_port}/-/ready",
+            ports=(m.alertmanager_port,),
         ),
         Service(
             "node-exporter",
-            ["prometheus-node-exporter", f"--web.listen-address={host}:{m.node_exporter_port}"],
+            ["prometheus-node-exporter", f"--web.listen-address={host}:{m.node_exporter_port}",
+             *node_exporter_collectors()],
             f"http://{host}:{m.node_exporter_port}/metrics",
+            ports=(m.node_exporter_port,),
         ),
         Service(
             "nginx-exporter",
             ["prometheus-nginx-exporter", f"-nginx.scrape-uri=http://{host}:{stack.nginx.admin_port}/stub_status",
              f"-web.listen-address={host}:{m.nginx_exporter_port}", "-nginx.retries=10"],
             f"http://{host}:{m.nginx_exporter_port}/metrics",
+            ports=(m.nginx_exporter_port,),
         ),
         Service("exporter", [*python, "twinserve.exporter"], f"http://{host}:{m.exporter_port}/metrics",
-                control_plane_env),
+                control_plane_env, (m.exporter_port,)),
         Service("alert-receiver", [*python, "twinserve.alert_receiver"],
-                f"http://{host}:{m.alert_receiver_port}/healthz", control_plane_env),
+                f"http://{host}:{m.alert_receiver_port}/healthz", control_plane_env, (m.alert_receiver_port,)),
         Service("drift-consumer", [*python, "twinserve.drift"],
-                f"http://{host}:{stack.drift.consumer_metrics_port}/metrics", control_plane_env),
+                f"http://{host}:{stack.drift.consumer_metrics_port}/metrics", control_plane_env,
+                (stack.drift.consumer_metrics_port,)),
     ]  # fmt: skip
 
 

@@ -138,6 +138,18 @@ class PipelineSettings:
 
 
 @dataclass(frozen=True)
+class SupervisorSettings:
+    """The native stack's supervisor (twinserve/supervisor.py): restarts and log rotation."""
+
+    check_seconds: float = 1.0  # how often it looks for a process that died
+    backoff_max_seconds: float = 60.0  # a crash loop waits 1, 2, 4 ... up to this between restarts
+    stable_seconds: float = 60.0  # up this long after a restart: the next crash restarts at once
+    log_max_mb: int = 50  # every log is rotated past this size (logrotate; TorchServe's log4j2)
+    log_keep: int = 3  # rotated copies kept per log, gzipped
+    rotate_every_seconds: float = 10.0  # how often the supervisor runs logrotate
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     dir: Path
@@ -157,6 +169,7 @@ class Stack:
     colours: dict[str, Colour]
     models: dict[str, ModelSpec]
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
 
     @property
     def colour_names(self) -> list[str]:
@@ -217,6 +230,7 @@ def parse_stack(raw: dict, path: Path, root: Path = REPO_ROOT) -> Stack:
         monitoring = _section(MonitoringSettings, raw["monitoring"], f"{path}: monitoring")
         drift = _section(DriftConfig, raw["drift"], f"{path}: drift")
         pipeline = _section(PipelineSettings, raw.get("pipeline") or {}, f"{path}: pipeline")
+        supervisor = _section(SupervisorSettings, raw.get("supervisor") or {}, f"{path}: supervisor")
         colours = {
             name: _section(Colour, spec, f"{path}: colours.{name}", name=name) for name, spec in raw["colours"].items()
         }
@@ -236,6 +250,7 @@ def parse_stack(raw: dict, path: Path, root: Path = REPO_ROOT) -> Stack:
             colours=colours,
             models=models,
             pipeline=pipeline,
+            supervisor=supervisor,
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: missing or malformed section {exc}") from None

@@ -1,15 +1,74 @@
-"""make up / make down: the native stack (both TorchServe colours, Nginx, monitoring)."""
+"""make up / make down / make status: the native stack.
+
+The stack's processes are its parts: the two TorchServe colours and Nginx
+(serving: /predict depends on them) and the side services (broker, monitoring,
+exporters, drift consumer), plus the supervisor that restarts any of them that
+dies (twinserve/supervisor.py). `up` and the supervisor start a part the same
+way, so a restarted colour loads the archives the state says it serves.
+
+A side service that fails never costs serving: `up` reports it in one line and
+exits non-zero, leaving Nginx and TorchServe as they are.
+"""
 
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from kafka.errors import KafkaError
 
 from twinserve import monitoring, nginx, processes, torchserve
 from twinserve.drift.topic import ensure_topic
-from twinserve.errors import ConfigError, TwinserveError
+from twinserve.errors import ConfigError, ServiceError, TwinserveError
 from twinserve.models import archive_for, ensure_archive
 from twinserve.settings import Stack
 from twinserve.state import read_deployments, read_production
+from twinserve.supervisor import SUPERVISOR
+
+
+@dataclass(frozen=True)
+class Part:
+    """One process of the stack: how to start it and how to know it is ready."""
+
+    name: str
+    ports: tuple[int, ...]
+    serving: bool  # TorchServe and Nginx: never stopped because a side service failed
+    start: Callable[[], object]
+    wait_ready: Callable[[], None]
+
+
+def start_colour(stack: Stack, colour: str) -> int:
+    """Start `colour`'s TorchServe with the archives the state says it serves (sha256-checked)."""
+    archives = {}
+    for model, version in read_deployments(stack)[colour].items():
+        path, meta = archive_for(stack, model, version)
+        archives[model] = torchserve.stage_archive(stack, colour, path, meta["sha256"]).name
+    return torchserve.start(stack, colour, archives)
+
+
+def parts(stack: Stack) -> list[Part]:
+    """Every supervised process, in start order (colours, Nginx, then the side services)."""
+
+    def colour_ready(colour):
+        return lambda: torchserve.wait_ready(stack, colour, list(read_deployments(stack)[colour]))
+
+    def service_ready(service):
+        alive = lambda: processes.running_pid(stack, service.name) is not None  # noqa: E731
+        return lambda: processes.wait_ready(service.ready_url, 60, alive=alive)
+
+    found = [
+        Part(torchserve.process_name(c), tuple(stack.colours[c].ports), True,
+             lambda c=c: start_colour(stack, c), colour_ready(c))
+        for c in stack.colours
+    ]  # fmt: skip
+    found.append(
+        Part(nginx.PROCESS, (stack.nginx.port, stack.nginx.admin_port), True,
+             lambda: nginx.start(stack), lambda: nginx.wait_ready(stack))
+    )  # fmt: skip
+    found += [
+        Part(s.name, s.ports, False, lambda s=s: monitoring.start(stack, s), service_ready(s))
+        for s in monitoring.services(stack)
+    ]
+    return found
 
 
 def _check_prerequisites(stack: Stack) -> None:
@@ -19,75 +78,131 @@ def _check_prerequisites(stack: Stack) -> None:
     for module in ("ndk_http_module.so", "ngx_http_lua_module.so"):
         if not (stack.nginx.modules_dir / module).is_file():
             raise ConfigError(f"{stack.nginx.modules_dir / module} missing; install libnginx-mod-http-lua")
-    if not torchserve.TORCHSERVE_BIN.is_file():
-        raise ConfigError(f"{torchserve.TORCHSERVE_BIN} missing; run `make up` (it installs the .venv)")
+    if shutil.which("logrotate") is None:
+        raise ConfigError("logrotate not found; run `make up` (it installs the Debian packages)")
+
+
+def check_ports(stack: Stack, missing: list[Part]) -> None:
+    """Refuse, naming the holder, if a process holds a port that a part about to start needs."""
+    wanted = {port: part.name for part in missing for port in part.ports}
+    for port, proc in sorted(processes.listeners(wanted).items()):
+        who = processes.describe(proc) if proc else "a process this user cannot see"
+        if proc and processes.belongs(stack, proc):
+            fix = "it is left over from this stack: `make down` stops it"
+        else:
+            fix = "it is not this stack's: stop it, or give the stack another port in config/stack.yaml"
+        raise ServiceError(f"port {port} ({wanted[port]}) is held by {who}; {fix}; nothing was started")
 
 
 def up(stack: Stack) -> list[str]:
-    """Start whatever part of the stack is not running; returns what it started.
+    """Start whatever part of the stack is not running, then the supervisor; returns what it started.
 
-    Builds the initial archives if missing. If any part fails to start, the
-    parts this call started are stopped again.
+    Builds the initial archives if missing. If a serving part fails to start,
+    the parts this call started are stopped again; if only side services fail,
+    they are stopped and named, and serving is left alone.
     """
     _check_prerequisites(stack)
+    every = parts(stack)
+    missing = [p for p in every if not processes.running_pid(stack, p.name)]
+    for part in missing:
+        if processes.crashed(stack, part.name):
+            processes.kill_remnants(stack, part.name)  # e.g. Nginx workers of a killed master, on its ports
+    check_ports(stack, missing)
     for spec in stack.models.values():
         ensure_archive(stack, spec.dir, spec.version)
-    deployments = read_deployments(stack)
     started: list[str] = []
+    serving = [p for p in every if p.serving]
     try:
-        for colour in stack.colours:
-            if processes.running_pid(stack, torchserve.process_name(colour)):
-                continue
-            archives = {}
-            for model, version in deployments[colour].items():
-                path, meta = archive_for(stack, model, version)
-                archives[model] = torchserve.stage_archive(stack, colour, path, meta["sha256"]).name
-            torchserve.start(stack, colour, archives)
-            started.append(torchserve.process_name(colour))
-        if not processes.running_pid(stack, nginx.PROCESS):
-            nginx.start(stack)
-            started.append(nginx.PROCESS)
-        monitoring.write_configs(stack)
-        for service in monitoring.services(stack):
-            if not processes.running_pid(stack, service.name):
-                monitoring.start(stack, service)
-                started.append(service.name)
-        for colour in stack.colours:
-            torchserve.wait_ready(stack, colour, list(deployments[colour]))
-        nginx.wait_ready(stack)
-        for service in monitoring.services(stack):
-            alive = lambda name=service.name: processes.running_pid(stack, name) is not None  # noqa: E731
-            processes.wait_ready(service.ready_url, 60, alive=alive)
-        ensure_topic(stack.drift.bootstrap, stack.drift.topic)
-    except (TwinserveError, OSError, KafkaError):
-        for name in reversed(started):
-            processes.stop(stack, name)
+        for part in serving:
+            if part in missing and _start(stack, part):
+                started.append(part.name)
+        for part in serving:
+            part.wait_ready()
+    except (TwinserveError, OSError):
+        processes.stop_all(stack, started)
         raise
+    failed = _start_side_services(stack, [p for p in missing if not p.serving], started)
+    if not processes.running_pid(stack, SUPERVISOR):
+        if processes.crashed(stack, SUPERVISOR):
+            processes.count_restart(stack, SUPERVISOR)  # the supervisor itself died: `make up` restarts it
+        start_supervisor(stack)
+        started.append(SUPERVISOR)
+    if failed:
+        raise ServiceError(f"side service failed, serving left running: {'; '.join(failed)}")
     return started
 
 
+def _start(stack: Stack, part: Part) -> bool:
+    """Start `part` unless it runs (the supervisor may have just restarted it); True if started."""
+    with processes.locked(stack):
+        if processes.running_pid(stack, part.name):
+            return False
+        part.start()
+        return True
+
+
+def _start_side_services(stack: Stack, side: list[Part], started: list[str]) -> list[str]:
+    """Start the side services; returns one phrase per failure (each failed one is stopped)."""
+    failed: dict[str, str] = {}
+    monitoring.write_configs(stack)
+    launched = []
+    for part in side:
+        try:
+            if _start(stack, part):
+                launched.append(part)
+        except (TwinserveError, OSError) as exc:
+            failed[part.name] = str(exc)
+    for part in launched:
+        try:
+            part.wait_ready()
+            started.append(part.name)
+        except TwinserveError as exc:
+            failed[part.name] = str(exc)
+            processes.stop(stack, part.name)
+    if "broker" not in failed:
+        try:
+            ensure_topic(stack.drift.bootstrap, stack.drift.topic)
+        except KafkaError as exc:
+            failed["broker"] = f"topic {stack.drift.topic} not created ({type(exc).__name__}: is it still stopping?)"
+    return [f"{name}: {why} (its log: {stack.var_dir / 'logs' / f'{name}.log'})" for name, why in failed.items()]
+
+
+def start_supervisor(stack: Stack) -> int:
+    import sys
+
+    log = stack.var_dir / "logs" / f"{SUPERVISOR}.log"
+    env = {"TWINSERVE_STACK": str(stack.path)}
+    return processes.start(stack, SUPERVISOR, [sys.executable, "-m", "twinserve.supervisor"], stack.var_dir, env, log)
+
+
 def down(stack: Stack) -> list[str]:
-    """Stop what up started; returns what was running."""
-    stopped = []
-    for service in reversed(monitoring.services(stack)):
-        if processes.stop(stack, service.name):
-            stopped.append(service.name)
-    if nginx.stop(stack):
-        stopped.append(nginx.PROCESS)
-    for colour in stack.colours:
-        if torchserve.stop(stack, colour):
-            stopped.append(torchserve.process_name(colour))
-    return stopped
+    """Stop what up started, whatever died first, and what it left; returns what was running.
+
+    The supervisor goes first (nothing is restarted behind our back); then every
+    part at once: a signal to each, one wait for all.
+    """
+    stopped = [SUPERVISOR] if processes.stop(stack, SUPERVISOR) else []
+    stopped += processes.stop_all(stack, [p.name for p in parts(stack)])
+    orphans = processes.leftovers(stack, stack.ports)
+    processes.terminate(orphans)
+    return stopped + [f"leftover {processes.describe(p)}" for p in orphans]
 
 
 def status(stack: Stack) -> list[str]:
     """One line per process, then the production colour and the deployed versions."""
+    restarts = processes.read_restarts(stack)
     lines = []
-    names = [torchserve.process_name(c) for c in stack.colours] + [nginx.PROCESS]
-    names += [s.name for s in monitoring.services(stack)]
-    for name in names:
+    for name in [p.name for p in parts(stack)] + [SUPERVISOR]:
         pid = processes.running_pid(stack, name)
-        lines.append(f"{name:18} {'running pid ' + str(pid) if pid else 'stopped'}")
+        if pid:
+            state = f"running pid {pid}"
+        elif processes.crashed(stack, name):
+            restarter = "`make up`" if name == SUPERVISOR else "the supervisor"
+            state = f"down: crashed, {restarter} restarts it"
+        else:
+            state = "stopped"
+        count = restarts.get(name, 0)
+        lines.append(f"{name:18} {state}" + (f" (restarted {count}x)" if count else ""))
     production = read_production(stack)
     for colour, models in read_deployments(stack).items():
         role = "production" if colour == production else "staging"

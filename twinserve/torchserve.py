@@ -1,5 +1,14 @@
-"""One TorchServe instance per colour: its files, its process, its management API."""
+"""One TorchServe instance per colour: its files, its process, its management API.
 
+The process is TorchServe's Java frontend itself, started the way the
+`torchserve` launcher (ts/model_server.py) starts it. The launcher only builds
+that command line and waits on the JVM; it forwards no signal, so with it the
+stack tracked a Python process whose death left the JVM serving and holding the
+colour's ports. Started directly, the pid the stack records is the process
+that serves, and the JVM's session holds its Python workers.
+"""
+
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -12,7 +21,21 @@ from twinserve.errors import ServiceError
 from twinserve.render import LOG4J_CONFIG, render_torchserve
 from twinserve.settings import Stack
 
-TORCHSERVE_BIN = Path(sys.executable).parent / "torchserve"
+TORCHSERVE_BIN = Path(sys.executable).parent / "torchserve"  # the launcher (the benchmark's default peer uses it)
+FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
+
+
+def java_bin() -> str:
+    """Java as the launcher picks it: $JAVA_HOME/bin/java, else the one on PATH."""
+    home = os.environ.get("JAVA_HOME")
+    return f"{home}/bin/java" if home else (shutil.which("java") or "java")
+
+
+def frontend_home() -> Path:
+    """Where the torchserve package lives (its ts/frontend/ holds the frontend's jars)."""
+    import ts
+
+    return Path(ts.__file__).resolve().parent.parent
 
 
 def process_name(colour: str) -> str:
@@ -51,20 +74,27 @@ def command(stack: Stack, colour: str, archives: dict[str, str]) -> tuple[list[s
     tmp = home / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     config.write_text(render_torchserve(stack, colour, archives))
+    ts_home = frontend_home()
     argv = [
-        str(TORCHSERVE_BIN),
-        "--start",
-        "--foreground",
-        "--ncs",
-        "--ts-config",
+        java_bin(),
+        f"-Dmodel_server_home={ts_home}",
+        f"-Dlog4j.configurationFile=file://{LOG4J_CONFIG}",
+        f"-Djava.io.tmpdir={tmp}",
+        f"-Xmx{stack.torchserve.java_heap}",
+        "-XX:+UseG1GC",
+        "-cp",
+        str(ts_home / "ts" / "frontend" / "*"),
+        FRONTEND_CLASS,
+        "--python",
+        sys.executable,
+        "-f",
         str(config),
-        "--model-store",
+        "-s",
         str(stack.colour_store(colour)),
-        "--log-config",
-        str(LOG4J_CONFIG),
+        "-ncs",  # no config snapshots: the config is rendered from the stack at every start
     ]
     env = {
-        "TMPDIR": str(tmp),  # TorchServe keeps its pid file there: one per colour
+        "TMPDIR": str(tmp),  # the workers' sockets and temporary files: one folder per colour
         "TEMP": str(tmp),
         "LOG_LOCATION": str(home / "logs"),
         "METRICS_LOCATION": str(home / "logs"),
@@ -75,12 +105,15 @@ def command(stack: Stack, colour: str, archives: dict[str, str]) -> tuple[list[s
         "TWINSERVE_INPUTS_TOPIC": stack.drift.topic,
         "TWINSERVE_PUBLISHER_STATS_DIR": str(publisher_stats_dir(stack, colour)),
         "TWINSERVE_PUBLISHER_QUEUE": str(stack.drift.queue_batches),
+        # log4j2.xml rolls TorchServe's logs at the same bound as the supervisor's logrotate.
+        "TWINSERVE_LOG_MAX_SIZE": f"{stack.supervisor.log_max_mb} MB",
+        "TWINSERVE_LOG_KEEP": str(stack.supervisor.log_keep),
     }
     return argv, env
 
 
 def start(stack: Stack, colour: str, archives: dict[str, str]) -> int:
-    """Start the colour's TorchServe in the foreground mode, as a process of the stack."""
+    """Start the colour's TorchServe frontend (the JVM) as a process of the stack."""
     argv, env = command(stack, colour, archives)
     home = stack.colour_dir(colour)
     return processes.start(stack, process_name(colour), argv, home, env, home / "logs" / "stdout.log")

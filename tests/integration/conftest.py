@@ -50,6 +50,7 @@ def stack_description(root: Path, **nginx_overrides) -> dict:
     raw["state_dir"] = str(root / "state")
     raw["model_store"] = str(root / "model_store")
     raw["models"]["regressor"]["dir"] = str(root / "models" / "regressor")
+    raw["supervisor"]["rotate_every_seconds"] = 2  # test_supervision waits for rotations
     return raw
 
 

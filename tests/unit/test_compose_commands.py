@@ -175,7 +175,7 @@ def test_container_torchserve_listens_inside_the_network_and_publishes_to_kafka(
     archives = {"regressor": "regressor-1.0.mar"}
     argv, env = container.torchserve_command(compose_stack, "green", archives)
     config = (compose_stack.colour_dir("green") / "config.properties").read_text()
-    assert argv[argv.index("--ts-config") + 1] == str(compose_stack.colour_dir("green") / "config.properties")
+    assert argv[argv.index("-f") + 1] == str(compose_stack.colour_dir("green") / "config.properties")
     assert env["TWINSERVE_KAFKA_BOOTSTRAP"] == f"kafka:{compose_stack.drift.broker_port}"
     assert f"inference_address=http://0.0.0.0:{compose_stack.colours['green'].inference_port}" in config
     assert "load_models=regressor=regressor-1.0.mar" in config

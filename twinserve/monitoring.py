@@ -37,7 +37,8 @@ def services(stack: Stack) -> list[Service]:
             "prometheus",
             ["prometheus", f"--config.file={var / 'prometheus' / 'prometheus.yml'}",
              f"--storage.tsdb.path={var / 'prometheus' / 'data'}", "--storage.tsdb.retention.time=7d",
-             f"--web.listen-address={host}:{m.prometheus_port}", "--web.enable-lifecycle"],
+             f"--web.listen-address={host}:{m.prometheus_port}",
+             *(["--web.enable-lifecycle"] if m.prometheus_lifecycle else [])],
             f"http://{host}:{m.prometheus_port}/-/ready",
         ),
         Service(

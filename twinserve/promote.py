@@ -12,7 +12,7 @@ import contextlib
 import requests
 
 from twinserve import nginx
-from twinserve.errors import PreflightError, ServiceError
+from twinserve.errors import PreflightError, ServiceError, TwinserveError
 from twinserve.models import archive_for
 from twinserve.settings import Stack
 from twinserve.smoke import run_smoke
@@ -26,9 +26,11 @@ def which(stack: Stack) -> str:
     line = f"production is {colour.upper()}"
     try:
         live = nginx.get_production(stack)
-    except ServiceError:
+    except TwinserveError:  # Nginx down, or no admin token yet: the state file is the answer
         return line
-    if live != colour:
+    if live is None:
+        line += " (but nginx has no production colour and answers /predict with 503: run `make up`)"
+    elif live != colour:
         line += f" (but nginx routes /predict to {live.upper()})"
     return line
 

@@ -9,7 +9,7 @@ from twinserve.drift.topic import ensure_topic
 from twinserve.errors import ConfigError, TwinserveError
 from twinserve.models import archive_for, ensure_archive
 from twinserve.settings import Stack
-from twinserve.state import read_deployments, read_production
+from twinserve.state import initialise, read_deployments, read_production
 
 
 def _check_prerequisites(stack: Stack) -> None:
@@ -30,6 +30,8 @@ def up(stack: Stack) -> list[str]:
     parts this call started are stopped again.
     """
     _check_prerequisites(stack)
+    initialise(stack)  # a new state dir: the first colour; any stack: the admin token
+    production = read_production(stack)  # a corrupt state file stops here, with the fix
     for spec in stack.models.values():
         ensure_archive(stack, spec.dir, spec.version)
     deployments = read_deployments(stack)
@@ -55,6 +57,8 @@ def up(stack: Stack) -> list[str]:
         for colour in stack.colours:
             torchserve.wait_ready(stack, colour, list(deployments[colour]))
         nginx.wait_ready(stack)
+        if nginx.get_production(stack) != production:  # a new Nginx with no valid state file, or a stale one
+            nginx.set_production(stack, production)
         for service in monitoring.services(stack):
             alive = lambda name=service.name: processes.running_pid(stack, name) is not None  # noqa: E731
             processes.wait_ready(service.ready_url, 60, alive=alive)

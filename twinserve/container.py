@@ -139,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             case ["health", service, *colour]:
                 return 0 if healthy(ready_url(stack, service, *colour[:1])) else 1
             case ["archives"]:
+                from twinserve.state import initialise
+
                 print(f"archives: {', '.join(build_archives(stack))}")
+                print(f"state: {', '.join(initialise(stack)) or 'set up already'}")  # before Nginx reads it
             case ["torchserve", *colour]:
                 run_torchserve(stack, _colour(stack, colour[0] if colour else None))
             case ["exporter"]:

@@ -258,13 +258,15 @@ def test_every_error_nginx_answers_itself_is_json(stack):
     text = render_nginx(stack)
     for code, (status, message) in NGINX_ERRORS.items():
         target = f"/.errors/{code}" if code in EARLY_ERRORS else f"@error{code}"
-        assert f"error_page {code} {target};" in text
+        status_change = f"={status} " if status != code else ""  # else Nginx keeps the original code
+        assert f"error_page {code} {status_change}{target};" in text
         assert f"""return {status} '{{"error": "{message}"}}\\n';""" in text or code == 413
     assert "Retry-After 1" in text.split("location @error507")[1].split("}")[0]
     # On the proxied routes TorchServe's own JSON 400/404/500 pass; only 507 among its codes is replaced.
     predict = text.split("location = /predict {")[1].split("\n        }\n")[0]
     assert "proxy_intercept_errors on;" in predict
     assert set(re.findall(r"error_page (\d+) ", predict)) == {str(c) for c in PROXIED_ERRORS}
+    assert "error_page 507 =503 @error507;" in predict
     assert not {"400", "404", "500"} & set(re.findall(r"error_page (\d+) ", predict))
 
 

@@ -9,7 +9,7 @@ import subprocess
 
 import requests
 
-from twinserve import processes
+from twinserve import processes, torchserve
 from twinserve.errors import ServiceError
 from twinserve.render import log_dir, nginx_dir, render_nginx
 from twinserve.settings import Stack
@@ -56,12 +56,11 @@ def wait_ready(stack: Stack, timeout: float = 20.0) -> None:
     processes.wait_http(f"{stack.nginx.admin_url}/stub_status", timeout, alive=alive)
 
 
-def _admin(stack: Stack, method: str, data: str | None = None) -> requests.Response:
+def _admin(stack: Stack, method: str, data: str | None = None, path: str = "/production", **params):
     headers = {"Authorization": f"Bearer {read_admin_token(stack)}"}
+    url = f"{stack.nginx.admin_url}{path}"
     try:
-        response = requests.request(
-            method, f"{stack.nginx.admin_url}/production", data=data, headers=headers, timeout=5
-        )
+        response = requests.request(method, url, data=data, params=params, headers=headers, timeout=5)
     except requests.RequestException as exc:
         raise ServiceError(f"nginx admin endpoint unreachable: {type(exc).__name__}") from None
     if response.status_code == 401:
@@ -86,3 +85,22 @@ def set_production(stack: Stack, colour: str) -> None:
     response = _admin(stack, "PUT", colour)
     if response.status_code != 200 or response.json().get("production") != colour:
         raise ServiceError(f"nginx refused the switch to {colour}: HTTP {response.status_code} {response.text.strip()}")
+
+
+def publish_keys(stack: Stack) -> list[str]:
+    """Give Nginx each running colour's current TorchServe inference key; returns the colours.
+
+    Needed after every TorchServe (re)start: the new process writes new keys, and
+    until Nginx has the new one, that colour's answers through Nginx are 503s.
+    """
+    published = []
+    for colour in stack.colours:
+        try:
+            key = torchserve.read_key(stack, colour, "inference")
+        except ServiceError:
+            continue  # not running: nothing to publish
+        response = _admin(stack, "PUT", key, "/inference-key", colour=colour)
+        if response.status_code != 200:
+            raise ServiceError(f"nginx refused {colour}'s key: HTTP {response.status_code} {response.text.strip()}")
+        published.append(colour)
+    return published

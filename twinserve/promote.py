@@ -17,7 +17,7 @@ from twinserve.models import archive_for
 from twinserve.settings import Stack
 from twinserve.smoke import run_smoke
 from twinserve.state import read_production, write_production
-from twinserve.torchserve import Management
+from twinserve.torchserve import Management, authorization
 
 
 def which(stack: Stack) -> str:
@@ -38,8 +38,9 @@ def which(stack: Stack) -> str:
 def preflight(stack: Stack, colour: str, url: str) -> None:
     """Check that `colour` can take production traffic; raise PreflightError if not."""
     try:
-        ping = requests.get(f"{stack.inference_url(colour)}/ping", timeout=5)
-    except requests.RequestException as exc:
+        key = authorization(stack, colour, "inference")
+        ping = requests.get(f"{stack.inference_url(colour)}/ping", headers=key, timeout=5)
+    except (requests.RequestException, ServiceError) as exc:
         raise PreflightError(f"{colour} is down: /ping {type(exc).__name__}") from None
     if ping.status_code != 200:
         raise PreflightError(f"{colour} is unhealthy: /ping HTTP {ping.status_code}")

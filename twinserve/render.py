@@ -45,7 +45,8 @@ EARLY_ERRORS = (400, 414, 494, 501, 505)
 RETRY_AFTER = {503: 1, 507: 1}
 # The codes Nginx turns into its own JSON on the proxied routes. TorchServe's own
 # 400, 404 and 500 pass through: their JSON names the bad input. 507 (a worker died
-# mid-request) is TorchServe's, and becomes a 503 with Retry-After.
+# mid-request) is TorchServe's, and becomes a 503 with Retry-After. (A 400 that TorchServe's
+# frontend gives, not the handler, such as a refused inference key, becomes one too: edge.lua.)
 PROXIED_ERRORS = (405, 413, 429, 502, 503, 504, 507)
 
 
@@ -87,6 +88,8 @@ def nginx_lua_config(stack: Stack) -> dict:
         "colours": stack.colour_names,
         "production_file": str(production_file(stack)),
         "token_file": str(admin_token_file(stack)),
+        # TorchServe's key files; the master reads them at start, the control plane publishes new ones.
+        "key_files": {c: str(stack.key_file(c)) for c in stack.colours},
         "latency_buckets": list(LATENCY_BUCKETS),
     }
 

@@ -176,6 +176,10 @@ class Stack:
     def colour_store(self, colour: str) -> Path:
         return self.colour_dir(colour) / "model-store"
 
+    def key_file(self, colour: str) -> Path:
+        """TorchServe's key_file.json: written at every start in its working directory, the colour's dir."""
+        return self.colour_dir(colour) / "key_file.json"
+
     @property
     def ports(self) -> list[int]:
         """Every port the stack listens on (each must be distinct)."""

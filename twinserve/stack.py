@@ -59,6 +59,7 @@ def up(stack: Stack) -> list[str]:
         nginx.wait_ready(stack)
         if nginx.get_production(stack) != production:  # a new Nginx with no valid state file, or a stale one
             nginx.set_production(stack, production)
+        nginx.publish_keys(stack)  # TorchServe's inference keys change at every start
         for service in monitoring.services(stack):
             alive = lambda name=service.name: processes.running_pid(stack, name) is not None  # noqa: E731
             processes.wait_ready(service.ready_url, 60, alive=alive)

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -169,6 +170,9 @@ def spare_nginx(stack, tmp_path):
         nginx=dataclasses.replace(stack.nginx, port=port, admin_port=admin_port),
     )
     initialise(spare)
+    for colour in stack.colours:  # the running colours' TorchServe keys, where this Nginx reads them at start
+        spare.key_file(colour).parent.mkdir(parents=True)
+        shutil.copy(stack.key_file(colour), spare.key_file(colour))
     yield spare
     nginx.stop(spare)
 
@@ -224,6 +228,33 @@ def test_a_corrupt_state_file_is_one_line_from_every_command(stack, content):
         assert requests.post(f"{stack.nginx.url}/predict", json=ROW, timeout=5).status_code == 200
     finally:
         path.write_bytes(saved)
+
+
+def test_a_stale_torchserve_key_in_nginx_is_a_counted_503_until_the_keys_are_published(stack):
+    """As after a TorchServe restart that nobody published: TorchServe refuses Nginx's old key."""
+    staging = stack.other(read_production(stack))
+    token = {"Authorization": "Bearer " + admin_token_file(stack).read_text().strip()}
+
+    def staging_503():
+        samples = nginx_samples(stack)
+        return total(samples, "twinserve_http_requests_total", route="test", colour=staging, status="503")
+
+    before = staging_503()
+    put = requests.put(f"{stack.nginx.admin_url}/inference-key", params={"colour": staging}, data="stale-key",
+                       headers=token, timeout=5)  # fmt: skip
+    assert put.status_code == 200, put.text
+    try:
+        response = requests.post(f"{stack.nginx.url}/test/predict", json=ROW, timeout=10)
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert "make up" in response.json()["error"]
+        assert poll(lambda: staging_503() == before + 1, 5, 0.1)
+        bad_input = requests.post(f"{stack.nginx.url}/predict", data=b'{"data": [true, 0.6]}', timeout=10)
+        assert bad_input.status_code == 400 and "expected a number" in bad_input.json()["error"]  # the model's 400
+    finally:
+        assert staging in nginx.publish_keys(stack)
+    assert requests.post(f"{stack.nginx.url}/test/predict", json=ROW, timeout=10).status_code == 200
+    no_token = requests.put(f"{stack.nginx.admin_url}/inference-key", params={"colour": staging}, data="x", timeout=5)
+    assert no_token.status_code == 401
 
 
 def test_a_worker_dying_mid_request_is_a_json_503_with_retry_after(stack):
@@ -315,6 +346,7 @@ def test_a_dead_production_colour_is_seen_by_metrics_the_burn_alert_and_the_bake
     assert burn_alerts() == []
     before = production_5xx()
     killer = KillLoop(stack.colours[production].inference_port)
+    started = time.monotonic()
     load = WrkRun(f"{stack.nginx.url}/predict", connections=4, duration_s=600)
     try:
         assert poll(lambda: killer.kills > 0, 10, 0.2), "no JVM was listening on the production port"
@@ -331,6 +363,7 @@ def test_a_dead_production_colour_is_seen_by_metrics_the_burn_alert_and_the_bake
         assert nginx.get_production(stack) == staging
         # The burn alert: rule `for: 1m`, evaluated every scrape, then Alertmanager's group_wait.
         fired = poll(burn_alerts, 240, 5)
+        print(f"burn alert in the receiver {time.monotonic() - started:.0f} s after the first kill")
     finally:
         killer.stop()
         report = load.stop()

@@ -91,3 +91,27 @@ def test_every_answer_is_exposed_per_route_colour_and_status_with_a_histogram():
     assert samples[(f"{hist}_bucket", labels(route="other", colour="", le="0.1"))] == 0
     assert samples[(f"{hist}_bucket", labels(route="other", colour="", le="0.25"))] == 1
     assert samples[(f"{hist}_sum", labels(route="production", colour="blue"))] == pytest.approx(0.01)
+
+
+GSON_KEY_FILE = """{
+  "management": {
+    "key": "B-E5KSRM",
+    "expiration time": "2036-02-16T21:12:24.801167Z"
+  },
+  "inference": {
+    "key": "gNRuA7dS",
+    "expiration time": "2036-02-16T21:12:24.801148Z"
+  },
+  "API": {
+    "key": "yv9uQajP"
+  }
+}"""
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [(GSON_KEY_FILE, "gNRuA7dS"), ('{"inference": {"key": "a b"}}', "nil"), ("", "nil"), (None, "nil")],
+)
+def test_nginx_reads_the_inference_key_from_torchserve_key_file(text, key):
+    arg = "nil" if text is None else json.dumps(text)
+    assert lua(f"print(require('twinserve.switch').parse_inference_key({arg}) or 'nil')").strip() == key

@@ -309,3 +309,19 @@ def test_native_nginx_conf_passes_nginx_t_with_its_lua(stack):
     check = [shutil.which("nginx"), "-t", "-p", str(stack.var_dir), "-c", str(conf)]
     result = subprocess.run([*check, "-e", str(stack.var_dir / "logs" / "error.log")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_torchserve_token_authorization_is_on_and_keys_outlive_the_process(stack):
+    lines = set(render_torchserve(stack, "blue", {}).splitlines())
+    assert "disable_token_authorization=false" in lines
+    [expiry] = [x for x in lines if x.startswith("token_expiration_min=")]
+    assert int(expiry.split("=")[1]) >= 5 * 365 * 24 * 60  # a restart, not a clock, renews the keys
+
+
+def test_nginx_carries_the_inference_key_and_never_the_client_authorization(stack):
+    text = render_nginx(stack)
+    for path in ("/predict", "/test/predict", "/healthz"):
+        location = text.split(f"location = {path} {{")[1].split("\n        }\n")[0]
+        assert "proxy_set_header Authorization $ts_authorization;" in location
+    for colour in stack.colours:
+        assert f'{colour} = "{stack.colour_dir(colour) / "key_file.json"}"' in text

@@ -7,7 +7,10 @@ validates it; if it is missing or holds anything but a known colour,
 /predict and /test/predict answer a JSON 503 naming the problem until the
 control plane sets the colour through the admin server (PUT /production).
 The admin token is read here too, once, by the master (root): the workers
-never open the token file. ]]
+never open the token file. So are the colours' TorchServe inference keys
+(TorchServe's key_file.json, 0600): every request Nginx proxies carries its
+colour's key. A colour that restarts writes new keys; the control plane
+publishes them here (PUT /inference-key?colour=...) without a reload. ]]
 
 local M = {}
 
@@ -55,9 +58,21 @@ function M.parse_state(text, path, colours)
     return nil, path .. " says '" .. colour .. "', not a known colour; " .. fix
 end
 
+-- TorchServe's inference key from its key file's text (gson's JSON, pretty-printed), or nil.
+function M.parse_inference_key(text)
+    return text and text:match('"inference"%s*:%s*{%s*"key"%s*:%s*"([%w%-_=]+)"')
+end
+
+local function valid_key(key)
+    return key ~= nil and key:match("^[%w%-_=]+$") ~= nil and #key <= 256
+end
+
 function M.init(cfg)
     config = cfg
     local dict = ngx.shared[cfg.dict]
+    for colour, path in pairs(cfg.key_files) do
+        dict:set("key|" .. colour, M.parse_inference_key(read_file(path)))
+    end
     local colour, problem = M.parse_state(read_file(cfg.production_file), cfg.production_file, cfg.colours)
     dict:set("production", colour)
     dict:set("problem", problem)
@@ -102,12 +117,17 @@ function M.route(route)
         local problem = ngx.shared[config.dict]:get("problem") or "the production colour is not set"
         return answer(503, '{"error": ' .. json_string("no production colour: " .. problem) .. "}")
     end
-    ngx.var.colour = route == "production" and production or M.other(production)
+    local colour = route == "test" and M.other(production) or production
+    ngx.var.colour = colour
+    ngx.var.ts_authorization = "Bearer " .. (ngx.shared[config.dict]:get("key|" .. colour) or "none")
 end
 
--- The colour /healthz asks, or "" (then the health check answers 503).
-function M.health_colour()
-    return M.production() or ""
+-- Rewrite phase of /healthz: the production colour, or 503 while there is none.
+function M.health()
+    if not M.production() then
+        return ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE)
+    end
+    return M.route("production")
 end
 
 local function authorised()
@@ -118,12 +138,42 @@ local function authorised()
     return given == "Bearer " .. token, "missing or wrong token; send Authorization: Bearer <admin token>"
 end
 
+-- True (and the 401 sent) unless the request carries the admin token.
+local function refused()
+    local ok, why = authorised()
+    if ok then
+        return false
+    end
+    ngx.header["WWW-Authenticate"] = 'Bearer realm="twinserve-admin"'
+    answer(401, '{"error": ' .. json_string(why) .. "}")
+    return true
+end
+
+-- The admin server's /inference-key?colour=C: PUT the colour's new TorchServe inference key.
+function M.admin_inference_key()
+    if refused() then
+        return
+    end
+    if ngx.req.get_method() ~= "PUT" then
+        return answer(405, '{"error": "use PUT"}')
+    end
+    local colour = ngx.var.arg_colour
+    if not known(colour) then
+        return answer(400, '{"error": "unknown colour; expected one of ' .. table.concat(config.colours, ", ") .. '"}')
+    end
+    ngx.req.read_body()
+    local key = (ngx.req.get_body_data() or ""):match("^%s*(.-)%s*$")
+    if not valid_key(key) then
+        return answer(400, '{"error": "not a TorchServe key"}')
+    end
+    ngx.shared[config.dict]:set("key|" .. colour, key)
+    return answer(200, '{"colour": "' .. colour .. '"}')
+end
+
 -- The admin server's /production: GET says, PUT sets. Both need the admin token.
 function M.admin_production()
-    local ok, why = authorised()
-    if not ok then
-        ngx.header["WWW-Authenticate"] = 'Bearer realm="twinserve-admin"'
-        return answer(401, '{"error": ' .. json_string(why) .. "}")
+    if refused() then
+        return
     end
     local dict = ngx.shared[config.dict]
     local method = ngx.req.get_method()

@@ -144,19 +144,22 @@ def test_the_admin_switch_needs_the_token_and_the_scrapes_do_not(stack):
 
 
 def test_the_admin_token_file_is_unreadable_by_other_local_users(stack):
-    """As `nobody` (the user the issue's attack ran as): the token cannot be read, the switch says 401."""
+    """As `nobody` (the user the issue's attack ran as): neither the admin token nor TorchServe's
+    key files can be read, and the switch says 401."""
     script = (
         "import sys, urllib.request, urllib.error\n"
-        "try:\n    open(sys.argv[1]).read(); print('read')\nexcept PermissionError:\n    print('denied')\n"
+        "for path in (sys.argv[1], *sys.argv[3:]):\n"
+        "    try:\n        open(path).read(); print('read')\n    except PermissionError:\n        print('denied')\n"
         "req = urllib.request.Request(sys.argv[2], data=b'green', method='PUT')\n"
         "try:\n    urllib.request.urlopen(req)\nexcept urllib.error.HTTPError as e:\n    print(e.code)\n"
     )
     result = subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", script,
-         str(admin_token_file(stack)), f"{stack.nginx.admin_url}/production"],
+         str(admin_token_file(stack)), f"{stack.nginx.admin_url}/production",
+         *(str(stack.key_file(c)) for c in stack.colours)],
         capture_output=True, text=True,
     )  # fmt: skip
-    assert result.stdout.split() == ["denied", "401"], result.stderr
+    assert result.stdout.split() == ["denied", "denied", "denied", "401"], result.stderr
 
 
 @pytest.fixture

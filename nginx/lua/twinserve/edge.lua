@@ -38,7 +38,7 @@ function M.frontend_refusal_header()
 end
 
 function M.frontend_refusal_body()
-    if ngx.ctx.refused then
+    if ngx.status == ngx.HTTP_SERVICE_UNAVAILABLE and ngx.ctx.refused then  -- ngx.ctx only on the rare path
         ngx.arg[1] = ngx.ctx.sent and "" or REFUSED
         ngx.ctx.sent = true
     end

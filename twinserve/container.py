@@ -71,6 +71,7 @@ def run_torchserve(stack: Stack, colour: str) -> None:
         path, meta = archive_for(stack, model, version)
         archives[model] = torchserve.stage_archive(stack, colour, path, meta["sha256"]).name
     argv, env = torchserve_command(stack, colour, archives)
+    os.chdir(stack.colour_dir(colour))  # TorchServe writes its key_file.json here, as natively
     os.execve(argv[0], argv, {**os.environ, **env})
 
 
@@ -121,9 +122,9 @@ def run_drift_consumer(stack: Stack) -> None:
     consumer.run(stop)
 
 
-def healthy(url: str, timeout: float = 5.0) -> bool:
+def healthy(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as response:
             return response.status == 200
     except OSError:
         return False
@@ -136,10 +137,22 @@ def main(argv: list[str] | None = None) -> int:
         match args:
             case ["health", "stack"]:  # one-shot containers: the description loads
                 return 0
+            case ["health", "torchserve", *colour]:  # /ping needs the colour's inference key
+                from twinserve.torchserve import authorization
+
+                name = _colour(stack, colour[0] if colour else None)
+                try:
+                    key = authorization(stack, name, "inference")
+                except TwinserveError:
+                    return 1
+                return 0 if healthy(ready_url(stack, "torchserve", name), key) else 1
             case ["health", service, *colour]:
                 return 0 if healthy(ready_url(stack, service, *colour[:1])) else 1
             case ["archives"]:
+                from twinserve.state import initialise
+
                 print(f"archives: {', '.join(build_archives(stack))}")
+                print(f"state: {', '.join(initialise(stack)) or 'set up already'}")  # before Nginx reads it
             case ["torchserve", *colour]:
                 run_torchserve(stack, _colour(stack, colour[0] if colour else None))
             case ["exporter"]:

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from twinserve import processes
-from twinserve.errors import ServiceError
+from twinserve.errors import ConfigError, ServiceError
 from twinserve.settings import Stack, load_stack
 from twinserve.state import read_production
 from twinserve.torchserve import Management, publisher_stats_dir
@@ -29,7 +29,17 @@ class ControlPlaneCollector:
         self.stack = stack
 
     def collect(self):
-        production = read_production(self.stack)
+        state_ok = GaugeMetricFamily(
+            "twinserve_state_valid", "1 if the production state file is valid; 0: /predict answers 503, see the logs."
+        )
+        try:
+            production = read_production(self.stack)
+            state_ok.add_metric([], 1.0)
+        except ConfigError as exc:  # the rest of the page still says what it can
+            print(f"exporter: {exc}", flush=True)
+            production = None
+            state_ok.add_metric([], 0.0)
+        yield state_ok
         prod = GaugeMetricFamily("twinserve_production", "1 for the colour /predict is routed to.", labels=["colour"])
         up = GaugeMetricFamily("twinserve_colour_up", "1 if the colour's management API answers.", labels=["colour"])
         info = GaugeMetricFamily(

@@ -1,14 +1,19 @@
-"""Nginx in front of both colours: its process and the production switch."""
+"""Nginx in front of both colours: its process and the production switch.
+
+The switch (PUT/GET /production on the loopback admin server) takes the
+admin token from the state dir; only the control plane (root) reads it.
+"""
 
 import shutil
 import subprocess
 
 import requests
 
-from twinserve import processes
+from twinserve import processes, torchserve
 from twinserve.errors import ServiceError
 from twinserve.render import log_dir, nginx_dir, render_nginx
 from twinserve.settings import Stack
+from twinserve.state import read_admin_token
 
 PROCESS = "nginx"
 
@@ -48,24 +53,54 @@ def stop(stack: Stack) -> bool:
 
 def wait_ready(stack: Stack, timeout: float = 20.0) -> None:
     alive = lambda: processes.running_pid(stack, PROCESS) is not None  # noqa: E731
-    processes.wait_http(f"{stack.nginx.admin_url}/production", timeout, alive=alive)
+    processes.wait_http(f"{stack.nginx.admin_url}/stub_status", timeout, alive=alive)
 
 
-def get_production(stack: Stack) -> str:
-    """The colour Nginx routes /predict to right now."""
+def _admin(stack: Stack, method: str, data: str | None = None, path: str = "/production", **params):
+    headers = {"Authorization": f"Bearer {read_admin_token(stack)}"}
+    url = f"{stack.nginx.admin_url}{path}"
     try:
-        response = requests.get(f"{stack.nginx.admin_url}/production", timeout=5)
+        response = requests.request(method, url, data=data, params=params, headers=headers, timeout=5)
+    except requests.RequestException as exc:
+        raise ServiceError(f"nginx admin endpoint unreachable: {type(exc).__name__}") from None
+    if response.status_code == 401:
+        raise ServiceError(
+            "nginx refused the admin token (401): Nginx holds another token than the state dir; restart Nginx"
+        )
+    return response
+
+
+def get_production(stack: Stack) -> str | None:
+    """The colour Nginx routes /predict to right now; None while it has none (it answers 503)."""
+    response = _admin(stack, "GET")
+    try:
         response.raise_for_status()
         return response.json()["production"]
-    except (requests.RequestException, ValueError, KeyError) as exc:
-        raise ServiceError(f"nginx admin endpoint unreachable: {type(exc).__name__}") from None
+    except (requests.RequestException, ValueError, KeyError):
+        raise ServiceError(f"nginx admin endpoint: HTTP {response.status_code} {response.text.strip()}") from None
 
 
 def set_production(stack: Stack, colour: str) -> None:
     """Flip /predict to `colour` without a reload: no connection is dropped."""
-    try:
-        response = requests.put(f"{stack.nginx.admin_url}/production", data=colour, timeout=5)
-    except requests.RequestException as exc:
-        raise ServiceError(f"nginx admin endpoint unreachable: {type(exc).__name__}") from None
+    response = _admin(stack, "PUT", colour)
     if response.status_code != 200 or response.json().get("production") != colour:
         raise ServiceError(f"nginx refused the switch to {colour}: HTTP {response.status_code} {response.text.strip()}")
+
+
+def publish_keys(stack: Stack) -> list[str]:
+    """Give Nginx each running colour's current TorchServe inference key; returns the colours.
+
+    Needed after every TorchServe (re)start: the new process writes new keys, and
+    until Nginx has the new one, that colour's answers through Nginx are 503s.
+    """
+    published = []
+    for colour in stack.colours:
+        try:
+            key = torchserve.read_key(stack, colour, "inference")
+        except ServiceError:
+            continue  # not running: nothing to publish
+        response = _admin(stack, "PUT", key, "/inference-key", colour=colour)
+        if response.status_code != 200:
+            raise ServiceError(f"nginx refused {colour}'s key: HTTP {response.status_code} {response.text.strip()}")
+        published.append(colour)
+    return published

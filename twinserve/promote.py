@@ -12,12 +12,12 @@ import contextlib
 import requests
 
 from twinserve import nginx
-from twinserve.errors import PreflightError, ServiceError
+from twinserve.errors import PreflightError, ServiceError, TwinserveError
 from twinserve.models import archive_for
 from twinserve.settings import Stack
 from twinserve.smoke import run_smoke
 from twinserve.state import read_production, write_production
-from twinserve.torchserve import Management
+from twinserve.torchserve import Management, authorization
 
 
 def which(stack: Stack) -> str:
@@ -26,9 +26,11 @@ def which(stack: Stack) -> str:
     line = f"production is {colour.upper()}"
     try:
         live = nginx.get_production(stack)
-    except ServiceError:
+    except TwinserveError:  # Nginx down, or no admin token yet: the state file is the answer
         return line
-    if live != colour:
+    if live is None:
+        line += " (but nginx has no production colour and answers /predict with 503: run `make up`)"
+    elif live != colour:
         line += f" (but nginx routes /predict to {live.upper()})"
     return line
 
@@ -36,8 +38,9 @@ def which(stack: Stack) -> str:
 def preflight(stack: Stack, colour: str, url: str) -> None:
     """Check that `colour` can take production traffic; raise PreflightError if not."""
     try:
-        ping = requests.get(f"{stack.inference_url(colour)}/ping", timeout=5)
-    except requests.RequestException as exc:
+        key = authorization(stack, colour, "inference")
+        ping = requests.get(f"{stack.inference_url(colour)}/ping", headers=key, timeout=5)
+    except (requests.RequestException, ServiceError) as exc:
         raise PreflightError(f"{colour} is down: /ping {type(exc).__name__}") from None
     if ping.status_code != 200:
         raise PreflightError(f"{colour} is unhealthy: /ping HTTP {ping.status_code}")

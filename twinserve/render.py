@@ -7,27 +7,64 @@ Stack, so none is written twice.
 
 import jinja2
 
+from twinserve.errors import ConfigError
 from twinserve.settings import REPO_ROOT, Stack
-from twinserve.state import production_file
+from twinserve.state import admin_token_file, production_file
 
 NGINX_TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf.j2"
+NGINX_LUA = REPO_ROOT / "nginx" / "lua"  # the switch and the metrics, loaded by the rendered nginx.conf
 TORCHSERVE_TEMPLATE = REPO_ROOT / "config" / "torchserve" / "config.properties.j2"
 LOG4J_CONFIG = REPO_ROOT / "config" / "torchserve" / "log4j2.xml"
 
 # Upper bounds (seconds) of the per-request latency histogram Nginx keeps.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
-# Errors Nginx itself answers; each gets a JSON body instead of an HTML page.
+# Errors Nginx itself answers, by the code Nginx gives them: (status sent, JSON error).
+# 494 is Nginx's "request header too large", which it sends as 400.
 NGINX_ERRORS = {
-    404: "not found; POST /predict or /test/predict, GET /healthz",
-    405: "method not allowed; use POST",
-    413: "request body too large",  # the limit is added at render time
-    429: "too many requests; slow down and retry",
-    500: "internal error in the proxy",
-    502: "the serving colour cannot be reached",
-    503: "the serving colour is unavailable",
-    504: "the serving colour did not answer in time",
+    400: (400, "bad request: malformed HTTP (request line, Host, Content-Length or Transfer-Encoding)"),
+    404: (404, "not found; POST /predict or /test/predict, GET /healthz"),
+    405: (405, "method not allowed; use POST"),
+    411: (411, "length required: send Content-Length"),
+    413: (413, "request body too large"),  # the limit is added at render time
+    414: (414, "request URI too long; at most 8 KB"),
+    429: (429, "too many requests; slow down and retry"),
+    494: (400, "request header too large; at most 8 KB per header line"),
+    500: (500, "internal error in the proxy"),
+    501: (501, "not implemented: unsupported Transfer-Encoding"),
+    502: (502, "the serving colour cannot be reached"),
+    503: (503, "the serving colour is unavailable; retry shortly"),
+    504: (504, "the serving colour did not answer in time"),
+    505: (505, "HTTP version not supported; use HTTP/1.1"),
+    507: (503, "the serving colour lost its worker during the request; retry shortly"),
 }
+# Refused while Nginx reads the request, before it has a URI: their error pages
+# must be URIs (internal locations), as a named location needs the request's URI.
+EARLY_ERRORS = (400, 414, 494, 501, 505)
+# Seconds a client should wait before retrying, per code above.
+RETRY_AFTER = {503: 1, 507: 1}
+# The codes Nginx turns into its own JSON on the proxied routes. TorchServe's own
+# 400, 404 and 500 pass through: their JSON names the bad input. 507 (a worker died
+# mid-request) is TorchServe's, and becomes a 503 with Retry-After. (A 400 that TorchServe's
+# frontend gives, not the handler, such as a refused inference key, becomes one too: edge.lua.)
+PROXIED_ERRORS = (405, 413, 429, 502, 503, 504, 507)
+
+
+def lua_literal(value) -> str:
+    """A Lua literal for a dict, list, str, bool or number: the config table Nginx's Lua reads."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        if any(not (" " <= ch <= "~") for ch in value):
+            raise ConfigError(f"{value!r}: only printable ASCII can go into Nginx's Lua configuration")
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {lua_literal(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "{ " + ", ".join(lua_literal(v) for v in value) + " }"
+    raise TypeError(f"no Lua literal for {type(value).__name__}")
 
 
 def _template(path) -> jinja2.Template:
@@ -43,18 +80,36 @@ def log_dir(stack: Stack):
     return stack.var_dir / "logs"
 
 
+def nginx_lua_config(stack: Stack) -> dict:
+    """What nginx/lua/twinserve/edge.lua's init receives."""
+    return {
+        "dict": "twinserve",
+        "metrics_dict": "twinserve_metrics",
+        "colours": stack.colour_names,
+        "production_file": str(production_file(stack)),
+        "token_file": str(admin_token_file(stack)),
+        # TorchServe's key files; the master reads them at start, the control plane publishes new ones.
+        "key_files": {c: str(stack.key_file(c)) for c in stack.colours},
+        "latency_buckets": list(LATENCY_BUCKETS),
+    }
+
+
 def render_nginx(stack: Stack) -> str:
+    errors = {**NGINX_ERRORS, 413: (413, f"request body too large; at most {stack.nginx.max_body}")}
     return _template(NGINX_TEMPLATE).render(
         stack=stack,
         nginx=stack.nginx,
         ts=stack.torchserve,
         colours=stack.colour_names,
         model=next(iter(stack.models)),
-        errors={**NGINX_ERRORS, 413: f"request body too large; at most {stack.nginx.max_body}"},
+        errors=errors,
+        retry_after=RETRY_AFTER,
+        early_errors=EARLY_ERRORS,
+        location_errors=PROXIED_ERRORS,
         nginx_dir=nginx_dir(stack),
         log_dir=log_dir(stack),
-        production_file=production_file(stack),
-        latency_buckets=LATENCY_BUCKETS,
+        lua_dir=stack.nginx.lua_dir or NGINX_LUA,
+        lua_config=lua_literal(nginx_lua_config(stack)),
     )
 
 

@@ -38,6 +38,7 @@ class NginxSettings:
     timeout_seconds: int
     listen: str | None = None  # bind address when clients use another name (0.0.0.0 in a container)
     admin_allow: tuple[str, ...] = ()  # networks besides loopback that may use the admin server
+    lua_dir: str | None = None  # where Nginx finds nginx/lua (a container's mount); default: the checkout's
 
     @property
     def listen_host(self) -> str:
@@ -74,6 +75,8 @@ class MonitoringSettings:
     alert_receiver_port: int
     scrape_interval_seconds: int
     prometheus_host: str = "127.0.0.1"  # where the control plane queries it (the pipeline's bake)
+    # Prometheus' /-/reload and /-/quit: off, as any local user could stop Prometheus through them.
+    prometheus_lifecycle: bool = False
 
     @property
     def prometheus_url(self) -> str:
@@ -185,6 +188,10 @@ class Stack:
 
     def colour_store(self, colour: str) -> Path:
         return self.colour_dir(colour) / "model-store"
+
+    def key_file(self, colour: str) -> Path:
+        """TorchServe's key_file.json: written at every start in its working directory, the colour's dir."""
+        return self.colour_dir(colour) / "key_file.json"
 
     @property
     def ports(self) -> list[int]:

@@ -21,7 +21,7 @@ from twinserve.drift.topic import ensure_topic
 from twinserve.errors import ConfigError, ServiceError, TwinserveError
 from twinserve.models import archive_for, ensure_archive
 from twinserve.settings import Stack
-from twinserve.state import read_deployments, read_production
+from twinserve.state import initialise, read_deployments, read_production
 from twinserve.supervisor import SUPERVISOR
 
 
@@ -102,6 +102,8 @@ def up(stack: Stack) -> list[str]:
     they are stopped and named, and serving is left alone.
     """
     _check_prerequisites(stack)
+    initialise(stack)  # a new state dir: the first colour; any stack: the admin token
+    production = read_production(stack)  # a corrupt state file stops here, with the fix
     every = parts(stack)
     missing = [p for p in every if not processes.running_pid(stack, p.name)]
     for part in missing:
@@ -118,6 +120,9 @@ def up(stack: Stack) -> list[str]:
                 started.append(part.name)
         for part in serving:
             part.wait_ready()
+        if nginx.get_production(stack) != production:  # a new Nginx with no valid state file, or a stale one
+            nginx.set_production(stack, production)
+        nginx.publish_keys(stack)  # TorchServe's inference keys change at every start
     except (TwinserveError, OSError):
         processes.stop_all(stack, started)
         raise

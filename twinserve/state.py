@@ -1,11 +1,19 @@
-"""State that outlives every process: which colour is production, and which
-archive each colour serves. Plain files in the stack's state_dir, each written
-atomically (temp file + rename) so a reader never sees half a write."""
+"""State that outlives every process: which colour is production, which
+archive each colour serves, and the admin token of the production switch.
+Plain files in the stack's state_dir, each written atomically (temp file +
+rename) so a reader never sees half a write.
+
+The production file is validated on every read: a file that is missing,
+unreadable, not UTF-8 or names no known colour is an error that names the
+file and the fix, never a default. Only a brand-new state dir gets a first
+colour, written once by `make up` (initialise).
+"""
 
 import contextlib
 import fcntl
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -13,11 +21,12 @@ from twinserve.errors import ConfigError, PreflightError
 from twinserve.settings import Stack
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Replace `path` with `text` in one rename; `mode` is set before any byte is written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the stack's other processes (and containers) read it
+        os.fchmod(fd, mode)  # 0644 by default: the stack's other processes (and containers) read it
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -32,15 +41,28 @@ def production_file(stack: Stack) -> Path:
     return stack.state_dir / "production"
 
 
+def _fix(stack: Stack) -> str:
+    return f"write the colour that should serve /predict ({' or '.join(stack.colour_names)}) into it, then `make up`"
+
+
 def read_production(stack: Stack) -> str:
-    """The production colour; the first colour on a new install."""
+    """The production colour, validated: any problem is a ConfigError naming the file and the fix."""
     path = production_file(stack)
     try:
-        colour = path.read_text().strip()
+        raw = path.read_bytes()
     except FileNotFoundError:
-        return stack.colour_names[0]
+        if is_new(stack):
+            raise ConfigError(f"{path} does not exist yet: the stack was never set up; run `make up`") from None
+        raise ConfigError(f"{path} is missing; {_fix(stack)}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read ({exc.strerror}); {_fix(stack)}") from None
+    try:
+        colour = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text; {_fix(stack)}") from None
     if colour not in stack.colours:
-        raise ConfigError(f"{path} says {colour!r}; expected one of {stack.colour_names}")
+        shown = colour if len(colour) <= 32 else colour[:32] + "..."
+        raise ConfigError(f"{path} says {shown!r}, not a colour of this stack; {_fix(stack)}")
     return colour
 
 
@@ -48,6 +70,48 @@ def write_production(stack: Stack, colour: str) -> None:
     if colour not in stack.colours:
         raise ConfigError(f"unknown colour {colour!r}; expected one of {stack.colour_names}")
     write_atomic(production_file(stack), colour + "\n")
+
+
+def is_new(stack: Stack) -> bool:
+    """True if nothing was ever written to the state dir: a brand-new install."""
+    if not stack.state_dir.is_dir():
+        return True
+    return not any(not p.name.startswith(".") for p in stack.state_dir.iterdir())  # a stray .lock is not state
+
+
+def initialise(stack: Stack) -> list[str]:
+    """What `make up` does first: a new state dir gets the first colour as production, and
+    every stack gets its admin token if it has none. Returns what was written.
+
+    A state dir that already holds anything is never given a colour: a missing
+    production file there is an error for a human to resolve (read_production).
+    """
+    written = []
+    if is_new(stack):
+        write_production(stack, stack.colour_names[0])
+        written.append(str(production_file(stack)))
+    if not admin_token_file(stack).exists():
+        write_atomic(admin_token_file(stack), secrets.token_urlsafe(32) + "\n", mode=0o600)
+        written.append(str(admin_token_file(stack)))
+    return written
+
+
+def admin_token_file(stack: Stack) -> Path:
+    """The production switch's token: read by Nginx's master (root) at start and by the control plane."""
+    return stack.state_dir / "admin-token"
+
+
+def read_admin_token(stack: Stack) -> str:
+    path = admin_token_file(stack)
+    try:
+        token = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing; run `make up` (it creates it), then restart Nginx") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} cannot be read ({type(exc).__name__}); run as the stack's user (root)") from None
+    if not token or not all(ch.isalnum() or ch in "-_" for ch in token):
+        raise ConfigError(f"{path} holds no valid token; delete it, run `make up` and restart Nginx")
+    return token
 
 
 def deployments_file(stack: Stack) -> Path:

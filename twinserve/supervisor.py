@@ -24,7 +24,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from twinserve import logrotate, processes
+from twinserve import logrotate, nginx, processes, torchserve
 from twinserve.errors import TwinserveError
 from twinserve.settings import Stack, load_stack
 
@@ -64,6 +64,8 @@ class Supervisor:
         cfg = stack.supervisor
         self.backoff = {name: Backoff(cfg.stable_seconds, cfg.backoff_max_seconds) for name in self.parts}
         self.due: dict[str, float] = {}  # process found dead -> when it will be restarted
+        self.colours = {torchserve.process_name(c): c for c in stack.colours}
+        self.keys_pending: set[str] = set()  # restarted colours whose new inference key Nginx lacks
 
     def check(self) -> list[str]:
         """One pass: restart every crashed part whose backoff is over; returns what it restarted."""
@@ -92,7 +94,25 @@ class Supervisor:
                 count = processes.count_restart(self.stack, name)
                 log(f"{name} restarted, pid {pid} (restart {count})")
                 restarted.append(name)
+                if name in self.colours:
+                    self.keys_pending.add(self.colours[name])
+        self.publish_keys()
         return restarted
+
+    def publish_keys(self) -> None:
+        """A restarted colour has new TorchServe keys: hand Nginx the inference key once it is written.
+
+        Until then Nginx answers that colour's requests with a JSON 503 and Retry-After.
+        """
+        if not self.keys_pending or not all(self.stack.key_file(c).is_file() for c in self.keys_pending):
+            return
+        try:
+            nginx.publish_keys(self.stack)
+        except (TwinserveError, OSError) as exc:
+            log(f"inference keys of {', '.join(sorted(self.keys_pending))} not yet published: {exc}")
+            return
+        log(f"published the new inference keys of {', '.join(sorted(self.keys_pending))} to nginx")
+        self.keys_pending.clear()
 
     def rotate_logs(self) -> None:
         try:

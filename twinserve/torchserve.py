@@ -6,11 +6,19 @@ that command line and waits on the JVM; it forwards no signal, so with it the
 stack tracked a Python process whose death left the JVM serving and holding the
 colour's ports. Started directly, the pid the stack records is the process
 that serves, and the JVM's session holds its Python workers.
+
+TorchServe 0.12's token authorization is on: at every start a colour writes new
+keys into key_file.json (0600) in its working directory, var/<colour>/. The
+control plane reads them from there on every call (a restart changes them):
+the management key for the management API, the inference key for /ping; Nginx
+gets the inference key from the control plane (twinserve.nginx.publish_keys).
 """
 
+import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -113,9 +121,14 @@ def command(stack: Stack, colour: str, archives: dict[str, str]) -> tuple[list[s
 
 
 def start(stack: Stack, colour: str, archives: dict[str, str]) -> int:
-    """Start the colour's TorchServe frontend (the JVM) as a process of the stack."""
+    """Start the colour's TorchServe frontend (the JVM) as a process of the stack.
+
+    The previous process's key file goes first: until the new one has written
+    its keys there is no key to read, never a stale one to publish to Nginx.
+    """
     argv, env = command(stack, colour, archives)
     home = stack.colour_dir(colour)
+    stack.key_file(colour).unlink(missing_ok=True)
     return processes.start(stack, process_name(colour), argv, home, env, home / "logs" / "stdout.log")
 
 
@@ -128,32 +141,71 @@ def stop(stack: Stack, colour: str) -> bool:
     return processes.stop(stack, process_name(colour))
 
 
+def read_key(stack: Stack, colour: str, kind: str) -> str:
+    """The colour's current `kind` key ("management" or "inference") from its key file."""
+    path = stack.key_file(colour)
+    try:
+        key = json.loads(path.read_text())[kind]["key"]
+    except FileNotFoundError:
+        raise ServiceError(
+            f"{path} missing: {colour} TorchServe is not running (it writes its keys at start)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ServiceError(f"{path}: no {kind} key ({type(exc).__name__})") from None
+    if not isinstance(key, str) or not key or not all(ch.isalnum() or ch in "-_=" for ch in key):
+        raise ServiceError(f"{path}: the {kind} key is not a TorchServe key")
+    return key
+
+
+def authorization(stack: Stack, colour: str, kind: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {read_key(stack, colour, kind)}"}
+
+
 def wait_ready(stack: Stack, colour: str, models: list[str]) -> None:
-    """Wait until /ping is healthy and every model has a ready worker."""
+    """Wait until /ping is healthy and every model has a ready worker.
+
+    The keys are read again at every try: until the new process has written its
+    key file, the one on disk may be the previous process's.
+    """
     timeout = stack.torchserve.start_timeout_seconds
-    alive = lambda: processes.running_pid(stack, process_name(colour)) is not None  # noqa: E731
-    processes.wait_http(f"{stack.inference_url(colour)}/ping", timeout, alive=alive)
-    client = Management(stack, colour)
-    for model in models:
-        processes.wait_http(
-            f"{client.url}/models/{model}",
-            timeout,
-            alive=alive,
-            ok=lambda r: r.status_code == 200 and Management.has_ready_worker(r.json()[0]),
-        )
+    deadline = time.monotonic() + timeout
+    client = Management(stack, colour, timeout=2.0)
+    checks = [(f"{stack.inference_url(colour)}/ping", "inference", lambda r: True)]
+    checks += [
+        (f"{client.url}/models/{m}", "management", lambda r: Management.has_ready_worker(r.json()[0])) for m in models
+    ]
+    for url, kind, ready in checks:
+        last = "no answer"
+        while True:
+            if processes.running_pid(stack, process_name(colour)) is None:
+                raise ServiceError(f"process behind {url} exited while starting ({last})")
+            try:
+                response = requests.get(url, headers=authorization(stack, colour, kind), timeout=2)
+                if response.status_code == 200 and ready(response):
+                    break
+                last = f"HTTP {response.status_code}"
+            except (requests.RequestException, ServiceError, ValueError, IndexError) as exc:
+                last = type(exc).__name__
+            if time.monotonic() > deadline:
+                raise ServiceError(f"{url} not ready after {timeout:.0f}s ({last})")
+            time.sleep(0.25)
 
 
 class Management:
     """The few management-API calls the control plane makes, for one colour."""
 
     def __init__(self, stack: Stack, colour: str, timeout: float = 120.0):
+        self.stack = stack
         self.colour = colour
         self.url = stack.management_url(colour)
         self.timeout = timeout
 
     def _call(self, method: str, path: str, **params) -> requests.Response:
+        headers = authorization(self.stack, self.colour, "management")
         try:
-            response = requests.request(method, f"{self.url}{path}", params=params, timeout=self.timeout)
+            response = requests.request(
+                method, f"{self.url}{path}", params=params, headers=headers, timeout=self.timeout
+            )
         except requests.RequestException as exc:
             raise ServiceError(f"{self.colour} management API unreachable: {type(exc).__name__}") from None
         if response.status_code >= 400:

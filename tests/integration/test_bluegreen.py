@@ -182,6 +182,9 @@ def test_rate_limit_gives_json_429(stack, tmp_path):
         var_dir=tmp_path,
         nginx=dataclasses.replace(stack.nginx, port=port, admin_port=admin_port, rate_per_second=1, rate_burst=1),
     )
+    for colour in stack.colours:  # the running colours' TorchServe keys, where this Nginx reads them at start
+        strict.key_file(colour).parent.mkdir(parents=True)
+        shutil.copy(stack.key_file(colour), strict.key_file(colour))
     nginx.start(strict)
     try:
         nginx.wait_ready(strict)

@@ -187,8 +187,10 @@ def test_torchserve_listens_on_loopback_only(stack):
 
 def test_models_register_only_from_the_local_store(stack):
     client = torchserve.Management(stack, "green")  # the management API accepts only store file names
+    key = torchserve.authorization(stack, "green", "management")  # with the key: the URL check itself
     for url in ("https://example.com/regressor.mar", "file:///etc/passwd", "../../../etc/regressor-9.mar"):
-        response = requests.post(f"{client.url}/models", params={"url": url, "model_name": "evil"}, timeout=10)
+        params = {"url": url, "model_name": "evil"}
+        response = requests.post(f"{client.url}/models", params=params, headers=key, timeout=10)
         assert response.status_code in (400, 403, 404), response.text
     assert client.describe("evil") == []
 
@@ -197,3 +199,26 @@ def test_healthz(stack, production):
     response = requests.get(f"{stack.nginx.url}/healthz", timeout=5)
     assert response.status_code == 200
     assert response.headers["X-Served-By"] == production[0]
+
+
+def _refused(response) -> bool:
+    """TorchServe 0.12 answers a missing or wrong key with 400 and this message (InvalidKeyException)."""
+    return response.status_code == 400 and "Token Authorization failed" in response.json().get("message", "")
+
+
+@pytest.mark.parametrize("colour", ["blue", "green"])
+def test_torchserve_apis_need_their_keys(stack, colour):
+    """TorchServe's token authorization: no key, a wrong key or the other API's key is refused."""
+    management, inference = stack.management_url(colour), stack.inference_url(colour)
+    keys = {kind: torchserve.authorization(stack, colour, kind) for kind in ("management", "inference")}
+    scale = {"min_worker": 0, "synchronous": "true"}  # what a local user did to staging in the attack
+    for headers in ({}, {"Authorization": "Bearer wrong"}, keys["inference"]):
+        assert _refused(requests.put(f"{management}/models/regressor", params=scale, headers=headers, timeout=10))
+    for headers in ({}, keys["management"]):
+        assert _refused(requests.get(f"{inference}/ping", headers=headers, timeout=10))
+        assert _refused(requests.post(f"{inference}/predictions/regressor", json={"data": [0.2, 0.6]},
+                                      headers=headers, timeout=10))  # fmt: skip
+    assert requests.get(f"{inference}/ping", headers=keys["inference"], timeout=10).status_code == 200
+    assert requests.get(f"{management}/models", headers=keys["management"], timeout=10).status_code == 200
+    assert stack.key_file(colour).stat().st_mode & 0o777 == 0o600
+    assert torchserve.Management.has_ready_worker(torchserve.Management(stack, colour).describe("regressor")[0])

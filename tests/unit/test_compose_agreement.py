@@ -216,3 +216,8 @@ def test_the_image_pins_are_pyproject_pins():
     assert runtime <= set(image), runtime - set(image)
     dockerfile = (REPO_ROOT / "compose" / "twinserve" / "Dockerfile").read_text()
     assert f"torch=={pins['torch']}" in dockerfile
+
+
+def test_nginx_mounts_the_lua_where_the_rendered_config_looks_for_it():
+    assert mounts(STACK.nginx.host)[STACK.nginx.lua_dir] == (rel(REPO_ROOT / "nginx" / "lua"), "ro")
+    assert f'lua_package_path "{STACK.nginx.lua_dir}/?.lua;;";' in (RENDERED_DIR / "nginx.conf").read_text()

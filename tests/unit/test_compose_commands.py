@@ -223,4 +223,7 @@ def test_container_archives_builds_each_initial_version_as_make_up_does(compose_
     monkeypatch.setenv("TWINSERVE_STACK", str(compose_stack.path))
     assert container.main(["archives"]) == 0
     assert built == [(REPO_ROOT / "models" / "regressor", "1.0")]
-    assert capsys.readouterr().out == "archives: regressor-1.0.mar\n"
+    state_dir = compose_stack.state_dir
+    assert capsys.readouterr().out == (
+        f"archives: regressor-1.0.mar\nstate: {state_dir / 'production'}, {state_dir / 'admin-token'}\n"
+    )

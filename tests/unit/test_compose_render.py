@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from twinserve.compose import COMPOSE_STACK, RENDERED_DIR, load, rendered, write_rendered
-from twinserve.render import PROMETHEUS_RULES, render_nginx
+from twinserve.render import NGINX_LUA, PROMETHEUS_RULES, render_nginx
 from twinserve.settings import DEFAULT_STACK, load_stack
 
 STACK, SETTINGS = load(COMPOSE_STACK)
@@ -55,7 +55,8 @@ def test_compose_nginx_listens_inside_the_network_and_loads_no_module():
     admin = conf[conf.index(f"listen 0.0.0.0:{STACK.nginx.admin_port};") :]
     allowed = re.findall(r"allow (\S+);", admin[: admin.index("deny all;")])
     assert allowed == ["127.0.0.0/8", "::1", *STACK.nginx.admin_allow]
-    assert f'io.open("{STACK.state_dir / "production"}", "r")' in conf
+    assert f'production_file = "{STACK.state_dir / "production"}"' in conf
+    assert f'lua_package_path "{STACK.nginx.lua_dir}/?.lua;;";' in conf
 
 
 @pytest.mark.skipif(
@@ -66,6 +67,7 @@ def test_compose_nginx_conf_passes_nginx_t(tmp_path):
     """OpenResty is not here: Debian's Nginx with its Lua module checks the same file, with the
     container paths moved under tmp_path and the service names resolved to loopback."""
     conf = FILES["nginx.conf"].replace(str(STACK.var_dir), str(tmp_path))
+    conf = conf.replace(STACK.nginx.lua_dir, str(NGINX_LUA))  # docker-compose.yml mounts nginx/lua there
     for colour in STACK.colours:
         conf = conf.replace(f"server {STACK.colour_host(colour)}:", "server 127.0.0.1:")
     modules = "".join(f"load_module {NGINX_MODULES / m};\n" for m in ("ndk_http_module.so", "ngx_http_lua_module.so"))

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from twinserve.render import ALERTMANAGER_TEMPLATE, PROMETHEUS_RULES, REPO_ROOT, render_alertmanager, render_prometheus
-from twinserve.settings import load_stack
+from twinserve.settings import DEFAULT_STACK, load_stack
 
 PROMTOOL = shutil.which("promtool")
 AMTOOL = shutil.which("amtool")
@@ -109,3 +109,16 @@ def test_grafana_provisioning_points_at_prometheus():
     assert [d["uid"] for d in datasources["datasources"]] == ["prometheus"]
     providers = yaml.safe_load((REPO_ROOT / "config/grafana/provisioning/dashboards/dashboards.yml").read_text())
     assert providers["providers"][0]["type"] == "file"
+
+
+def test_prometheus_lifecycle_api_is_off_unless_the_stack_asks_for_it(tmp_path):
+    """/-/quit and /-/reload let any local user stop Prometheus: only a stack setting turns them on."""
+    import dataclasses
+
+    from twinserve.monitoring import services
+
+    stack = load_stack(DEFAULT_STACK)
+    argv = {s.name: s.argv for s in services(stack)}["prometheus"]
+    assert not any("lifecycle" in arg for arg in argv)
+    asked = dataclasses.replace(stack, monitoring=dataclasses.replace(stack.monitoring, prometheus_lifecycle=True))
+    assert "--web.enable-lifecycle" in {s.name: s.argv for s in services(asked)}["prometheus"]

@@ -2,6 +2,8 @@
 
 import copy
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,9 +12,13 @@ import yaml
 from twinserve.errors import ConfigError
 from twinserve.render import (
     ALERTMANAGER_TEMPLATE,
+    EARLY_ERRORS,
+    NGINX_ERRORS,
     NGINX_TEMPLATE,
     PROMETHEUS_TEMPLATE,
+    PROXIED_ERRORS,
     TORCHSERVE_TEMPLATE,
+    lua_literal,
     render_nginx,
     render_torchserve,
 )
@@ -204,7 +210,8 @@ def test_nginx_listens_and_proxies_on_the_stack_ports(stack):
     for name, colour in stack.colours.items():
         assert re.search(rf"upstream {name} \{{\s*server 127\.0\.0\.1:{colour.inference_port};", text)
     assert "proxy_pass http://$colour/predictions/regressor;" in text
-    assert f'io.open("{stack.state_dir / "production"}", "r")' in text
+    assert f'production_file = "{stack.state_dir / "production"}"' in text
+    assert f'token_file = "{stack.state_dir / "admin-token"}"' in text
     assert f"pid {stack.var_dir / 'nginx' / 'nginx.pid'};" in text
 
 
@@ -245,3 +252,76 @@ def test_no_template_writes_a_port_of_the_stack(template):
     text = template.read_text()
     found = [port for port in all_ports(load_stack(DEFAULT_STACK)) if re.search(rf"(?<!\d){port}(?!\d)", text)]
     assert found == []
+
+
+def test_every_error_nginx_answers_itself_is_json(stack):
+    text = render_nginx(stack)
+    for code, (status, message) in NGINX_ERRORS.items():
+        target = f"/.errors/{code}" if code in EARLY_ERRORS else f"@error{code}"
+        status_change = f"={status} " if status != code else ""  # else Nginx keeps the original code
+        assert f"error_page {code} {status_change}{target};" in text
+        assert f"""return {status} '{{"error": "{message}"}}\\n';""" in text or code == 413
+    assert "Retry-After 1" in text.split("location @error507")[1].split("}")[0]
+    # On the proxied routes TorchServe's own JSON 400/404/500 pass; only 507 among its codes is replaced.
+    predict = text.split("location = /predict {")[1].split("\n        }\n")[0]
+    assert "proxy_intercept_errors on;" in predict
+    assert set(re.findall(r"error_page (\d+) ", predict)) == {str(c) for c in PROXIED_ERRORS}
+    assert "error_page 507 =503 @error507;" in predict
+    assert not {"400", "404", "500"} & set(re.findall(r"error_page (\d+) ", predict))
+
+
+def test_every_answer_is_counted_and_logged_at_server_level(stack):
+    """Not per location: error_page's named locations must be counted too."""
+    public = render_nginx(stack).split("    server {")[1]
+    assert public.count('log_by_lua_block { require("twinserve.edge").observe() }') == 1
+    assert public.count("access_log ") == 3 and "access_log off" not in public
+    admin = render_nginx(stack).split("    server {")[2]
+    assert "access_log " in admin and " admin;" in admin  # a format with no unset variable: no warning per scrape
+
+
+@pytest.mark.parametrize(
+    ("value", "lua"),
+    [
+        ({"a": ["x", 1, 0.5, True]}, '{ a = { "x", 1, 0.5, true } }'),
+        ('quo"te\\back', '"quo\\"te\\\\back"'),
+    ],
+)
+def test_lua_literal(value, lua):
+    assert lua_literal(value) == lua
+
+
+@pytest.mark.parametrize("bad", ["new\nline", "caf\u00e9"])
+def test_lua_literal_refuses_what_it_cannot_quote(bad):
+    with pytest.raises(ConfigError, match="printable ASCII"):
+        lua_literal(bad)
+
+
+@pytest.mark.skipif(
+    shutil.which("nginx") is None or not Path("/usr/share/nginx/modules/ngx_http_lua_module.so").is_file(),
+    reason="nginx with Lua not installed (make install)",
+)
+def test_native_nginx_conf_passes_nginx_t_with_its_lua(stack):
+    """nginx -t runs init_by_lua: the Lua files load and the rendered config table is valid."""
+    for d in ("nginx/tmp", "logs"):
+        (stack.var_dir / d).mkdir(parents=True, exist_ok=True)
+    conf = stack.var_dir / "nginx.conf"
+    conf.write_text(render_nginx(stack))
+    check = [shutil.which("nginx"), "-t", "-p", str(stack.var_dir), "-c", str(conf)]
+    result = subprocess.run([*check, "-e", str(stack.var_dir / "logs" / "error.log")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_torchserve_token_authorization_is_on_and_keys_outlive_the_process(stack):
+    lines = set(render_torchserve(stack, "blue", {}).splitlines())
+    assert "disable_token_authorization=false" in lines
+    [expiry] = [x for x in lines if x.startswith("token_expiration_min=")]
+    assert int(expiry.split("=")[1]) >= 5 * 365 * 24 * 60  # a restart, not a clock, renews the keys
+
+
+def test_nginx_carries_the_inference_key_and_never_the_client_authorization(stack):
+    text = render_nginx(stack)
+    for path in ("/predict", "/test/predict", "/healthz"):
+        location = text.split(f"location = {path} {{")[1].split("\n        }\n")[0]
+        assert "proxy_set_header Authorization $ts_authorization;" in location
+    for colour in stack.colours:
+        assert f'{colour} = "{stack.colour_dir(colour) / "key_file.json"}"' in text

@@ -27,16 +27,97 @@ def stack(stack_file):
     return load_stack(stack_file)
 
 
-def test_a_new_install_serves_the_first_colour(stack):
+def test_a_new_install_gets_the_first_colour_once(stack):
     assert not state.production_file(stack).exists()
+    with pytest.raises(ConfigError, match="never set up; run `make up`"):
+        state.read_production(stack)
+    assert state.initialise(stack) == [str(state.production_file(stack)), str(state.admin_token_file(stack))]
     assert state.read_production(stack) == "blue"
+    state.write_production(stack, "green")
+    assert state.initialise(stack) == []  # set up already: nothing is rewritten
+    assert state.read_production(stack) == "green"
 
 
 def test_the_first_colour_is_whichever_the_stack_lists_first(tmp_path):
     raw = copy.deepcopy(RAW)
     raw["colours"] = dict(reversed(raw["colours"].items()))
-    raw["state_dir"] = str(tmp_path)
-    assert state.read_production(parse_stack(raw, tmp_path / "s.yaml")) == "green"
+    raw["state_dir"] = str(tmp_path / "state")
+    stack = parse_stack(raw, tmp_path / "s.yaml")
+    state.initialise(stack)
+    assert state.read_production(stack) == "green"
+
+
+def test_a_missing_file_in_a_stack_already_set_up_is_an_error_not_blue(stack):
+    """Deployments exist, the production file is gone: guessing could flip production."""
+    state.initialise(stack)
+    state.record_deployment(stack, "green", "regressor", "1.1")
+    state.production_file(stack).unlink()
+    with pytest.raises(ConfigError, match=r"state/production is missing; write the colour .* \(blue or green\)"):
+        state.read_production(stack)
+    assert state.initialise(stack) == []  # not new: no colour is made up
+    assert not state.production_file(stack).exists()
+
+
+def test_a_stray_lock_does_not_make_a_new_stack_old(stack):
+    with state.exclusive(stack, "twinserve swap"):
+        pass
+    assert state.is_new(stack)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"grn\n", "says 'grn', not a colour of this stack"),
+        (b"\xff\xfe\x00", "is not UTF-8 text"),
+        (b"", "says '', not a colour"),
+        (b"blue\ngreen\n", "not a colour"),
+        (b"x" * 100, "says 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...'"),
+    ],
+)
+def test_a_corrupt_file_is_one_line_naming_the_file_and_the_fix(stack, content, message):
+    state.initialise(stack)
+    state.production_file(stack).write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        state.read_production(stack)
+    text = str(caught.value)
+    assert "\n" not in text and message in text
+    assert text.startswith(str(state.production_file(stack)))
+    assert text.endswith("into it, then `make up`")
+
+
+def test_an_unreadable_file_is_a_config_error(stack, monkeypatch):
+    state.initialise(stack)
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(state.production_file(stack)), "read_bytes", denied)
+    with pytest.raises(ConfigError, match="cannot be read \\(Permission denied\\)"):
+        state.read_production(stack)
+
+
+def test_the_admin_token_is_private_and_written_once(stack):
+    state.initialise(stack)
+    path = state.admin_token_file(stack)
+    assert path.stat().st_mode & 0o777 == 0o600
+    token = state.read_admin_token(stack)
+    assert len(token) >= 40 and token.replace("-", "").replace("_", "").isalnum()
+    state.initialise(stack)
+    assert state.read_admin_token(stack) == token
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".admin")] == []  # no temporary left
+
+
+@pytest.mark.parametrize("content", ["", "has space\n", 'quote"d'])
+def test_a_bad_admin_token_is_refused(stack, content):
+    state.initialise(stack)
+    state.admin_token_file(stack).write_text(content)
+    with pytest.raises(ConfigError, match="holds no valid token"):
+        state.read_admin_token(stack)
+
+
+def test_a_missing_admin_token_says_how_to_get_one(stack):
+    with pytest.raises(ConfigError, match="admin-token is missing; run `make up`"):
+        state.read_admin_token(stack)
 
 
 def test_write_then_read(stack):
@@ -65,7 +146,7 @@ def test_an_unknown_colour_in_the_file_is_an_error_not_a_default(stack):
     """Silently serving the first colour could flip production back after someone edits the file."""
     state.production_file(stack).parent.mkdir(parents=True)
     state.production_file(stack).write_text("purple\n")
-    with pytest.raises(ConfigError, match="says 'purple'; expected one of"):
+    with pytest.raises(ConfigError, match="says 'purple', not a colour of this stack"):
         state.read_production(stack)
 
 
@@ -79,6 +160,7 @@ def test_the_write_leaves_no_temporary_file(stack):
     for colour in ("green", "blue", "green"):
         state.write_production(stack, colour)
     assert [p.name for p in state.production_file(stack).parent.iterdir()] == ["production"]
+    assert state.production_file(stack).stat().st_mode & 0o777 == 0o644  # Nginx's master and the exporter read it
 
 
 def test_a_failed_write_keeps_the_old_file_whole(stack, monkeypatch):

@@ -33,6 +33,7 @@ from twinserve.drift.topic import ensure_topic
 from twinserve.models import archive_for
 from twinserve.settings import REPO_ROOT, Stack, load_stack
 from twinserve.state import read_deployments, read_production
+from twinserve.torchserve import authorization
 from twinserve.wrk import WrkReport, run
 
 PRODUCTION_ROUTE = {"X-Twinserve-Route": "production"}
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for conns in args.connections:
         print(f"A/B on {production}, {conns} connections ...", flush=True)
-        on, off = ab_runs((direct, PRODUCTION_ROUTE), (direct, {}), conns, args.pairs, args.seconds)
+        key = authorization(stack, production, "inference")  # straight on the colour: its token
+        on, off = ab_runs((direct, PRODUCTION_ROUTE | key), (direct, key), conns, args.pairs, args.seconds)
         rows.append(ab_row(f"{production} direct: route header on / off", conns, on, off))
         if deployed[staging].get(model) == version:
             print(f"/predict vs /test/predict, {conns} connections ...", flush=True)

@@ -14,6 +14,7 @@ from twinserve.pipeline.stages import (
     BakeJudge,
     BakeLimits,
     BakeSample,
+    alerts_against,
     needs_rollback,
     next_stage,
     outcome,
@@ -161,3 +162,27 @@ def test_bad_arguments_give_one_line_and_exit_2(stack, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("pipeline: error: ") for line in err)
     assert "not a model directory" in err[0] and "version '1.x'" in err[1] and "no pipeline run missing" in err[2]
+
+
+def _alert(name, state="firing", severity="critical", active="2026-11-28T02:00:10.123456789Z", **labels):
+    return {"labels": {"alertname": name, "severity": severity, **labels}, "state": state, "activeAt": active}
+
+
+PROMOTED_AT = 1_795_831_205.0  # 2026-11-28T02:00:05Z
+
+
+def test_only_critical_alerts_firing_since_the_promotion_count_against_the_colour():
+    alerts = [
+        _alert("Since", colour="green"),
+        _alert("NoColour"),
+        _alert("Before", active="2026-11-28T01:55:00Z"),  # a burn alert about the old colour's errors
+        _alert("Staging", colour="blue"),
+        _alert("Pending", state="pending"),
+        _alert("Warning", severity="warning"),
+        _alert("Unreadable", active="yesterday"),  # counted: an unknown start is no excuse
+    ]
+    assert alerts_against(alerts, "green", PROMOTED_AT) == ("NoColour", "Since", "Unreadable")
+
+
+def test_no_alert_is_no_verdict_against():
+    assert alerts_against([], "green", PROMOTED_AT) == ()

@@ -1,7 +1,9 @@
 """The pipeline's order and decisions, without I/O (unit-tested in tests/unit/test_pipeline_stages.py)."""
 
 import math
+import re
 from dataclasses import dataclass
+from datetime import datetime
 
 # In order. Jenkins has one stage per name (a test checks jenkins/pipeline.groovy against it).
 STAGES = ("test", "train", "archive", "deploy", "smoke", "loadgate", "approve", "promote", "bake")
@@ -28,6 +30,35 @@ class BakeSample:
     p99_ms: float  # NaN when there was no request
     firing: tuple[str, ...] = ()  # names of critical alerts firing
     unavailable: str = ""  # why there is no sample (Prometheus down): counts as a bad check
+
+
+def alerts_against(alerts: list[dict], colour: str, since: float) -> tuple[str, ...]:
+    """Names of the critical alerts that speak against the promoted colour.
+
+    Firing, about this colour or about no colour in particular (not the staging
+    one's), and active only since the promotion: an alert already pending or
+    firing before the switch (a burn alert about the old colour's errors, whose
+    windows still hold them) says nothing about the new version, whose own error
+    ratio the bake judges directly.
+
+    Args:
+        alerts: Prometheus' /api/v1/alerts list (labels, state, activeAt).
+        since: the promotion's time (Unix seconds).
+    """
+    return tuple(sorted({
+        a["labels"].get("alertname", "?") for a in alerts
+        if a.get("state") == "firing" and a["labels"].get("severity") == "critical"
+        and a["labels"].get("colour", colour) == colour and _unix(a.get("activeAt", "")) >= since
+    }))  # fmt: skip
+
+
+def _unix(rfc3339: str) -> float:
+    """Prometheus' activeAt (nanoseconds, Z) as Unix seconds; an unreadable time counts as recent."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", rfc3339).replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return math.inf
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from twinserve import deploy, promote
 from twinserve.errors import ConfigError, ServiceError, TwinserveError
 from twinserve.loadtest import Thresholds, judge, run_locust
 from twinserve.pipeline import record as records
-from twinserve.pipeline.stages import BakeJudge, BakeLimits, BakeSample
+from twinserve.pipeline.stages import BakeJudge, BakeLimits, BakeSample, alerts_against
 from twinserve.settings import REPO_ROOT, Stack
 from twinserve.state import read_production
 from twinserve.torchserve import Management
@@ -157,8 +157,8 @@ def _scalar(stack: Stack, promql: str) -> float:
     return float(result[0]["value"][1]) if result else math.nan
 
 
-def bake_sample(stack: Stack, colour: str, window_s: int) -> BakeSample:
-    """The new production colour over the last `window_s` seconds of /predict, and critical alerts."""
+def bake_sample(stack: Stack, colour: str, window_s: int, since: float) -> BakeSample:
+    """The new production colour over the last `window_s` seconds of /predict, and critical alerts since `since`."""
     sel = f'route="production",colour="{colour}"'
     rps = _scalar(stack, f"sum(rate(twinserve_http_requests_total{{{sel}}}[{window_s}s]))")
     errors = _scalar(stack, f'sum(rate(twinserve_http_requests_total{{{sel},status=~"5.."}}[{window_s}s]))')
@@ -167,17 +167,16 @@ def bake_sample(stack: Stack, colour: str, window_s: int) -> BakeSample:
         f"histogram_quantile(0.99, sum by (le) (rate(twinserve_http_request_duration_seconds_bucket{{{sel}}}"
         f"[{window_s}s])))",
     )
-    # Critical alerts about this colour, or about no colour in particular (not the staging one's).
-    firing = [
-        a for a in _query(stack, 'ALERTS{alertstate="firing",severity="critical"}')
-        if a["metric"].get("colour", colour) == colour
-    ]  # fmt: skip
+    try:
+        alerts = requests.get(f"{stack.monitoring.prometheus_url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        raise ServiceError(f"Prometheus did not list its alerts: {type(exc).__name__}") from None
     rps = 0.0 if math.isnan(rps) else rps
     return BakeSample(
         requests_per_s=rps,
         error_ratio=(0.0 if math.isnan(errors) else errors) / rps if rps > 0 else math.nan,
         p99_ms=p99 * 1000,
-        firing=tuple(sorted({a["metric"].get("alertname", "?") for a in firing})),
+        firing=alerts_against(alerts, colour, since),
     )
 
 
@@ -194,7 +193,7 @@ def bake(ctx: Context, sleep=time.sleep) -> str:
         # Only what happened since the promotion: the colour may have been production before.
         window = int(min(p.bake_window_seconds, max(2 * every, time.time() - promoted_at)))
         try:
-            sample = bake_sample(stack, colour, window)
+            sample = bake_sample(stack, colour, window, promoted_at)
         except ServiceError as exc:
             sample = BakeSample(0.0, math.nan, math.nan, unavailable=f"no verdict: {exc}")
         if read_production(stack) != colour:

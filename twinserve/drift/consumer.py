@@ -2,14 +2,35 @@
 
 At least once: offsets are committed only after the messages before them were
 processed, so a restart resumes from the last commit and may count again at
-most the messages of one poll. A malformed message, or one for a model version
-without reference statistics, is counted and skipped. While the broker is
-down the consumer retries with backoff, reports twinserve_drift_broker_up 0,
-and keeps serving /metrics.
+most the messages of one poll.
+
+No message can stop it. process() guards each message: a malformed one, one
+for a model version without reference statistics, or one whose processing
+failed is counted by reason (twinserve_drift_invalid_messages_total) and
+skipped; rows with a value beyond ±1e100 are dropped from their message and
+counted (twinserve_drift_invalid_rows_total), the message's other rows are
+used. Either way the offset is committed past it, so a restart does not
+replay it. A feature whose training standard deviation is 0 has no z-score
+and says so (twinserve_drift_zero_spread 1).
+
+Only broker errors (Kafka's, the socket's, a topic without partitions) mean
+"broker unavailable": the consumer then retries with backoff, reports
+twinserve_drift_broker_up 0 and keeps serving /metrics. Any other error is a
+bug and is raised, not retried as if it were the broker's.
+
+A broker restarted with empty storage serves a new, empty topic under the
+old name. Every check_s the consumer compares the topic with what it saw
+before (twinserve/drift/topic.py); on a new topic it counts the reset
+(twinserve_drift_topic_resets_total{reason}), logs it, and reads the new
+topic from its start. Messages read from the new topic before the check are
+counted again (at least once); none is skipped. It creates the topic if the
+broker has none, so a restarted broker gets it back without `make up`.
 """
 
 import contextlib
+import json
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -18,13 +39,19 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from twinserve.drift.messages import InvalidMessage, decode
-from twinserve.drift.stats import FeatureDrift
-from twinserve.drift.topic import ensure_topic
+from twinserve.drift.stats import MAX_ABS, FeatureDrift, in_range, usable_spread
+from twinserve.drift.topic import RESET_REASONS, PartitionView, ensure_topic, reset_reason, topic_id
 
 logger = logging.getLogger(__name__)
 LABELS = ["model", "version", "feature"]
-MALFORMED, NO_REFERENCE = "malformed", "no reference statistics"
-SKIP_REASONS = (MALFORMED, NO_REFERENCE)
+MALFORMED, NO_REFERENCE, OUT_OF_RANGE, FAILED = (
+    "malformed", "no reference statistics", "value out of range", "processing error",
+)  # fmt: skip
+SKIP_REASONS = (MALFORMED, NO_REFERENCE, OUT_OF_RANGE, FAILED)
+
+
+class BrokerUnavailable(Exception):
+    """The broker answers, but not with what the consumer needs yet (e.g. a topic without partitions)."""
 
 
 @dataclass(frozen=True)
@@ -37,12 +64,11 @@ class ConsumerSettings:
     model_store: Path = Path("model_store")
     poll_ms: int = 500
     max_records: int = 1000
+    check_s: float = 2.0  # lag, broker and topic-reset checks
 
 
 def load_references(model_store: Path) -> dict[tuple[str, str], dict]:
     """{(model, version): reference stats} from the archive metadata in the model store."""
-    import json
-
     references = {}
     for path in Path(model_store).glob("*.json"):
         try:
@@ -51,6 +77,17 @@ def load_references(model_store: Path) -> dict[tuple[str, str], dict]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return references
+
+
+def has_reference(reference, features: list[str]) -> bool:
+    """True if `reference` has a finite training mean for every feature (the std may be anything)."""
+    if not isinstance(reference, dict):
+        return False
+    for f in features:
+        mean = reference.get(f, {}).get("mean") if isinstance(reference.get(f), dict) else None
+        if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not math.isfinite(mean):
+            return False
+    return True
 
 
 class DriftMetrics:
@@ -65,10 +102,25 @@ class DriftMetrics:
         self.window_count = gauge("window_count", "Inputs in the sliding window.")
         self.zscore = gauge("zscore", "(window mean - training mean) / (training std / sqrt(window count)).")
         self.reference_mean = gauge("reference_mean", "Training mean.")
+        self.zero_spread = gauge("zero_spread", "1 if the training std is 0 (or unusable): no z-score then.")
         self.consumed = Counter("twinserve_drift_messages", "Messages processed.", registry=registry)
-        self.invalid = Counter("twinserve_drift_invalid_messages", "Messages skipped.", ["reason"], registry=registry)
+        self.invalid = Counter(
+            "twinserve_drift_invalid_messages", "Messages skipped, or with rows dropped, by reason.", ["reason"],
+            registry=registry,
+        )  # fmt: skip
+        self.invalid_rows = Counter(
+            "twinserve_drift_invalid_rows", "Rows dropped from processed messages, by reason.", ["reason"],
+            registry=registry,
+        )  # fmt: skip
+        self.resets = Counter(
+            "twinserve_drift_topic_resets", "Times the topic was found replaced (read again from its start).",
+            ["reason"], registry=registry,
+        )  # fmt: skip
         for reason in SKIP_REASONS:
             self.invalid.labels(reason)  # exported as 0 from the start, so rate() has a series
+        self.invalid_rows.labels(OUT_OF_RANGE)
+        for reason in RESET_REASONS:
+            self.resets.labels(reason)
         self.lag = Gauge("twinserve_drift_consumer_lag", "Messages on the topic not yet processed.", registry=registry)
         self.broker_up = Gauge("twinserve_drift_broker_up", "1 while the broker answers.", registry=registry)
 
@@ -79,9 +131,18 @@ class DriftConsumer:
         self.metrics = DriftMetrics(registry)
         self.references = references if references is not None else load_references(settings.model_store)
         self.features: dict[tuple[str, str, str], FeatureDrift] = {}
+        self.seen: dict = {}  # TopicPartition -> PartitionView at the last check, kept across reconnects
 
     def process(self, raw: bytes) -> bool:
-        """Update the statistics with one message; False if it was skipped."""
+        """Update the statistics with one message; False if it was skipped. Never raises."""
+        try:
+            return self._process(raw)
+        except Exception:  # noqa: BLE001 - no message may stop the consumer or be replayed forever
+            logger.exception("drift consumer: a message of %d bytes failed; counted and skipped", len(raw or b""))
+            self.metrics.invalid.labels(FAILED).inc()
+            return False
+
+    def _process(self, raw: bytes) -> bool:
         try:
             inputs = decode(raw)
         except InvalidMessage:
@@ -91,12 +152,18 @@ class DriftConsumer:
         if key not in self.references:
             self.references.update(load_references(self.settings.model_store))  # a version deployed since
         reference = self.references.get(key)
-        if reference is None or any(f not in reference for f in inputs.features):
+        if not has_reference(reference, inputs.features):
             self.metrics.invalid.labels(NO_REFERENCE).inc()
             return False
-        for j, feature in enumerate(inputs.features):
+        columns = [[row[j] for row in inputs.rows] for j in range(len(inputs.features))]
+        if any(col and (min(col) < -MAX_ABS or max(col) > MAX_ABS) for col in columns):
+            rows = [row for row in inputs.rows if all(in_range(v) for v in row)]
+            self.metrics.invalid.labels(OUT_OF_RANGE).inc()
+            self.metrics.invalid_rows.labels(OUT_OF_RANGE).inc(len(inputs.rows) - len(rows))
+            columns = [[row[j] for row in rows] for j in range(len(inputs.features))]
+        for feature, column in zip(inputs.features, columns, strict=True):
             drift = self.features.setdefault((*key, feature), FeatureDrift(self.settings.window))
-            drift.add_many([row[j] for row in inputs.rows])
+            drift.add_many(column)
             self._export(inputs.model, inputs.version, feature, drift, reference[feature])
         self.metrics.consumed.inc()
         return True
@@ -109,7 +176,9 @@ class DriftConsumer:
         self.metrics.window_mean.labels(*labels).set(drift.window.mean)
         self.metrics.window_count.labels(*labels).set(drift.window.n)
         self.metrics.reference_mean.labels(*labels).set(reference["mean"])
-        z = drift.z(reference["mean"], reference["std"], self.settings.min_samples)
+        spread = usable_spread(reference.get("std"))
+        self.metrics.zero_spread.labels(*labels).set(0 if spread else 1)
+        z = drift.z(reference["mean"], reference.get("std"), self.settings.min_samples) if spread else None
         if z is not None:
             self.metrics.zscore.labels(*labels).set(z)
 
@@ -119,52 +188,89 @@ class DriftConsumer:
 
         backoff = 0.5
         while not stop.is_set():
-            consumer = None
+            consumer = admin = None
             try:
-                consumer = self._connect()
+                consumer, admin = self._connect()
                 self.metrics.broker_up.set(1)
                 backoff = 0.5
-                self._consume(consumer, stop)
-            except (KafkaError, OSError, ValueError) as exc:
+                self._consume(consumer, admin, stop)
+            except (KafkaError, OSError, BrokerUnavailable) as exc:
                 self.metrics.broker_up.set(0)
                 logger.warning("drift consumer: broker unavailable (%s); retrying in %.1fs", exc, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
             finally:
-                if consumer is not None:
-                    with contextlib.suppress(Exception):  # closing a consumer of a dead broker
-                        consumer.close(autocommit=False)
+                for client, close in ((consumer, {"autocommit": False}), (admin, {})):
+                    if client is not None:
+                        with contextlib.suppress(Exception):  # closing a client of a dead broker
+                            client.close(**close)
 
     def _connect(self):
         from kafka import KafkaConsumer, TopicPartition
+        from kafka.admin import KafkaAdminClient
 
         s = self.settings
-        ensure_topic(s.bootstrap, s.topic)  # gone after a restart of the in-memory broker
-        consumer = KafkaConsumer(
-            bootstrap_servers=s.bootstrap, group_id=s.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", request_timeout_ms=10000, bootstrap_timeout_ms=5000,
-            reconnect_backoff_max_ms=5000, consumer_timeout_ms=-1,
-        )  # fmt: skip
+        admin = KafkaAdminClient(bootstrap_servers=s.bootstrap, bootstrap_timeout_ms=5000, request_timeout_ms=10000)
+        try:
+            ensure_topic(s.bootstrap, s.topic, admin)  # gone after a restart of the in-memory broker
+            consumer = KafkaConsumer(
+                bootstrap_servers=s.bootstrap, group_id=s.group_id, enable_auto_commit=False,
+                auto_offset_reset="earliest", request_timeout_ms=10000, bootstrap_timeout_ms=5000,
+                reconnect_backoff_max_ms=5000, consumer_timeout_ms=-1,
+            )  # fmt: skip
+        except BaseException:
+            admin.close()
+            raise
         partitions = consumer.partitions_for_topic(s.topic)
         if not partitions:
             consumer.close()
-            raise ValueError(f"topic {s.topic} has no partitions yet")
+            admin.close()
+            raise BrokerUnavailable(f"topic {s.topic} has no partitions yet")
         # Manual assignment, offsets committed under the group id: resumes from the
         # last commit without a group join (10-25 s on this broker).
         consumer.assign([TopicPartition(s.topic, p) for p in sorted(partitions)])
-        return consumer
+        return consumer, admin
 
-    def _consume(self, consumer, stop: threading.Event) -> None:
-        last_lag = 0.0
+    def _consume(self, consumer, admin, stop: threading.Event) -> None:
+        last_check = 0.0  # check at once: a committed offset may lie beyond a new topic's end
         while not stop.is_set():
+            if time.monotonic() - last_check > self.settings.check_s:
+                self._check(consumer, admin)
+                last_check = time.monotonic()
             batches = consumer.poll(timeout_ms=self.settings.poll_ms, max_records=self.settings.max_records)
             for records in batches.values():
                 for record in records:
                     self.process(record.value)
             if batches:
                 consumer.commit()
-            if time.monotonic() - last_lag > 2:
-                ends = consumer.end_offsets(list(consumer.assignment()))
-                self.metrics.lag.set(sum(max(end - consumer.position(tp), 0) for tp, end in ends.items()))
-                self.metrics.broker_up.set(1)
-                last_lag = time.monotonic()
+
+    def _check(self, consumer, admin) -> None:
+        """Recreate a missing topic, restart a replaced one from its start, export the lag."""
+        topic = self.settings.topic
+        tid = topic_id(admin, topic)
+        if tid is None:
+            logger.warning("drift consumer: the broker has no topic %s; creating it", topic)
+            ensure_topic(self.settings.bootstrap, topic, admin)
+            tid = topic_id(admin, topic)
+        assignment = sorted(consumer.assignment())
+        ends = consumer.end_offsets(assignment)
+        lag = 0
+        for tp in assignment:
+            now, position = PartitionView(tid, ends[tp]), consumer.position(tp)
+            reason = reset_reason(self.seen.get(tp), now, position)
+            if reason is not None:
+                before = self.seen.get(tp)
+                logger.warning(
+                    "drift consumer: topic %s partition %d was replaced (%s: topic id %s -> %s, end %s -> %d, "
+                    "read position %d); reading it again from offset 0",
+                    topic, tp.partition, reason, before and before.topic_id, tid, before and before.end, now.end,
+                    position,
+                )  # fmt: skip
+                self.metrics.resets.labels(reason).inc()
+                consumer.seek_to_beginning(tp)
+                position = consumer.position(tp)
+                consumer.commit()  # else a restart would find the old offset beyond the end and reset again
+            self.seen[tp] = now
+            lag += max(now.end - position, 0)
+        self.metrics.lag.set(lag)
+        self.metrics.broker_up.set(1)

@@ -1,24 +1,77 @@
-"""The inputs topic, created by the control plane with a single partition.
+"""The inputs topic: created by the control plane with a single partition, and
+told apart from an earlier topic of the same name.
 
 One partition keeps the inputs in the order production served them, so the
 consumer's sliding window is the most recent inputs, not an interleaving of
 partitions read at different speeds. The handlers' producers never create
 topics (a broker's default would be several partitions); the stack creates
-it at `make up` and the drift consumer again after a broker restart (the
+it at `make up` and the drift consumer again when the broker lost it (the
 native broker keeps topics in memory).
+
+A broker restarted with empty storage serves a new topic under the old name.
+A consumer that kept its read position would then skip the new topic's first
+messages, silently: reset_reason() recognises the new topic (its id changed,
+its end offset moved backwards, or the read position lies beyond its end) so
+the consumer can start it from the beginning.
 """
 
+from dataclasses import dataclass
 
-def ensure_topic(bootstrap: str, topic: str) -> bool:
-    """Create `topic` with one partition unless it exists; True if this call created it."""
+NEW_TOPIC_ID, END_BACKWARDS, BEYOND_END = "new topic id", "end offset moved backwards", "position beyond the end"
+RESET_REASONS = (NEW_TOPIC_ID, END_BACKWARDS, BEYOND_END)
+
+
+@dataclass(frozen=True)
+class PartitionView:
+    """What the consumer saw of one partition at one check: its topic's id (None if the
+    broker does not say) and its end offset (the high watermark)."""
+
+    topic_id: str | None
+    end: int
+
+
+def reset_reason(before: PartitionView | None, now: PartitionView, position: int) -> str | None:
+    """Why the partition seen `now` is not the one seen `before`, or None if it is.
+
+    `position` is the consumer's next offset to read. Checked in order: a new
+    topic id (sure, where the broker has ids), an end offset that moved
+    backwards (records are never removed from the end), a position beyond
+    the end (what is left when the new topic has fewer messages than were read).
+    """
+    if before is not None and before.topic_id and now.topic_id and before.topic_id != now.topic_id:
+        return NEW_TOPIC_ID
+    if before is not None and now.end < before.end:
+        return END_BACKWARDS
+    if position > now.end:
+        return BEYOND_END
+    return None
+
+
+def ensure_topic(bootstrap: str, topic: str, admin=None) -> bool:
+    """Create `topic` with one partition unless it exists; True if this call created it.
+
+    Uses `admin` (a KafkaAdminClient) if given, else a client of its own.
+    """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=5000, request_timeout_ms=10000)
+    own = admin is None
+    if own:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=5000, request_timeout_ms=10000)
     try:
         admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
         return True
     except TopicAlreadyExistsError:
         return False
     finally:
-        admin.close()
+        if own:
+            admin.close()
+
+
+def topic_id(admin, topic: str) -> str | None:
+    """The broker's id of `topic` (a UUID as text), "" if the broker gives none, None if the topic is missing."""
+    for described in admin.describe_topics([topic]):
+        if described.get("name") == topic and not described.get("error_code"):
+            tid = described.get("topic_id")
+            return "" if tid is None or str(tid) == "00000000-0000-0000-0000-000000000000" else str(tid)
+    return None

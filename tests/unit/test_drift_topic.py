@@ -12,7 +12,7 @@ from kafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
 from twinserve.drift.consumer import BrokerUnavailable, ConsumerSettings, DriftConsumer
-from twinserve.drift.topic import BEYOND_END, END_BACKWARDS, NEW_TOPIC_ID, PartitionView, reset_reason, topic_id
+from twinserve.drift.topic import BEYOND_END, END_BACKWARDS, NEW_TOPIC_ID, PartitionView, describe, reset_reason
 
 A, B = "01a21fa4-0000-7000-8000-00000000000a", "01a21fa4-0000-7000-8000-00000000000b"
 
@@ -27,6 +27,8 @@ A, B = "01a21fa4-0000-7000-8000-00000000000a", "01a21fa4-0000-7000-8000-00000000
         (PartitionView("", 10), PartitionView("", 3), 3, END_BACKWARDS),
         (None, PartitionView(A, 3), 10, BEYOND_END),  # a committed offset beyond a new topic's end
         (PartitionView(None, 10), PartitionView(B, 10), 10, None),  # an id appearing is no evidence
+        (PartitionView(A, 10), PartitionView(A, None), 10, None),  # no fetch answered yet: no end known
+        (PartitionView(A, None), PartitionView(A, 3), 3, None),
     ],
 )
 def test_reset_reason(before, now, position, reason):
@@ -34,13 +36,14 @@ def test_reset_reason(before, now, position, reason):
 
 
 class Admin:
-    def __init__(self, topics: dict):
-        self.topics, self.created = topics, []
+    def __init__(self, topics: dict, partitions: int = 1):
+        self.topics, self.created, self.partitions = topics, [], partitions
 
     def describe_topics(self, names):
+        parts = [{"partition_index": p} for p in range(self.partitions)]
         return [
-            {"name": n, "error_code": 0, "topic_id": self.topics[n]} if n in self.topics
-            else {"name": n, "error_code": 3, "topic_id": None}
+            {"name": n, "error_code": 0, "topic_id": self.topics[n], "partitions": parts} if n in self.topics
+            else {"name": n, "error_code": 3, "topic_id": None, "partitions": []}
             for n in names
         ]  # fmt: skip
 
@@ -52,14 +55,17 @@ class Admin:
 
 class Consumer:
     def __init__(self, end: int, position: int):
-        self.tp = TopicPartition("inputs", 0)
+        self.assigned = {TopicPartition("inputs", 0)}
         self.end, self.pos, self.commits = end, position, 0
 
     def assignment(self):
-        return {self.tp}
+        return set(self.assigned)
 
-    def end_offsets(self, tps):
-        return dict.fromkeys(tps, self.end)
+    def assign(self, tps):
+        self.assigned = set(tps)
+
+    def highwater(self, tp):
+        return self.end
 
     def position(self, tp):
         return self.pos
@@ -102,11 +108,18 @@ def test_a_topic_the_broker_lost_is_created_again():
     assert registry.get_sample_value("twinserve_drift_broker_up") == 1
 
 
-def test_the_topic_id_is_none_when_missing_and_empty_when_the_broker_has_none():
-    assert topic_id(Admin({"inputs": A}), "inputs") == A
-    assert topic_id(Admin({}), "inputs") is None
-    assert topic_id(Admin({"inputs": None}), "inputs") == ""
-    assert topic_id(Admin({"inputs": "00000000-0000-0000-0000-000000000000"}), "inputs") == ""
+def test_describe_gives_the_id_and_partitions_none_when_missing_and_an_empty_id_when_the_broker_has_none():
+    assert describe(Admin({"inputs": A}), "inputs") == (A, [0])
+    assert describe(Admin({}), "inputs") is None
+    assert describe(Admin({"inputs": None}), "inputs") == ("", [0])
+    assert describe(Admin({"inputs": "00000000-0000-0000-0000-000000000000"}), "inputs") == ("", [0])
+
+
+def test_partitions_made_by_someone_else_are_all_read():
+    drift, _ = make_consumer()
+    admin, consumer = Admin({"inputs": A}, partitions=3), Consumer(end=0, position=0)
+    drift._check(consumer, admin)
+    assert consumer.assignment() == {TopicPartition("inputs", p) for p in range(3)}
 
 
 def run_once_with(drift, connect):

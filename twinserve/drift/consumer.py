@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from twinserve.drift.messages import InvalidMessage, decode
 from twinserve.drift.stats import MAX_ABS, FeatureDrift, in_range, usable_spread
-from twinserve.drift.topic import RESET_REASONS, PartitionView, ensure_topic, reset_reason, topic_id
+from twinserve.drift.topic import RESET_REASONS, PartitionView, describe, ensure_topic, reset_reason
 
 logger = logging.getLogger(__name__)
 LABELS = ["model", "version", "feature"]
@@ -217,6 +217,7 @@ class DriftConsumer:
                 bootstrap_servers=s.bootstrap, group_id=s.group_id, enable_auto_commit=False,
                 auto_offset_reset="earliest", request_timeout_ms=10000, bootstrap_timeout_ms=5000,
                 reconnect_backoff_max_ms=5000, consumer_timeout_ms=-1,
+                allow_auto_create_topics=False,  # a restarted Tansu would create it with 4 partitions
             )  # fmt: skip
         except BaseException:
             admin.close()
@@ -246,22 +247,29 @@ class DriftConsumer:
 
     def _check(self, consumer, admin) -> None:
         """Recreate a missing topic, restart a replaced one from its start, export the lag."""
+        from kafka import TopicPartition
+
         topic = self.settings.topic
-        tid = topic_id(admin, topic)
-        if tid is None:
+        described = describe(admin, topic)
+        if described is None:
             logger.warning("drift consumer: the broker has no topic %s; creating it", topic)
             ensure_topic(self.settings.bootstrap, topic, admin)
-            tid = topic_id(admin, topic)
-        assignment = sorted(consumer.assignment())
-        ends = consumer.end_offsets(assignment)
+            described = describe(admin, topic) or ("", [])
+        tid, partitions = described
+        wanted = {TopicPartition(topic, p) for p in partitions}
+        if wanted and wanted != consumer.assignment():
+            # Someone made the topic with more partitions (a client that auto-creates it):
+            # read them all rather than miss what lands on the others.
+            logger.warning("drift consumer: topic %s has partitions %s; reading all of them", topic, partitions)
+            consumer.assign(sorted(wanted))
         lag = 0
-        for tp in assignment:
-            now, position = PartitionView(tid, ends[tp]), consumer.position(tp)
+        for tp in sorted(consumer.assignment()):
+            now, position = PartitionView(tid, consumer.highwater(tp)), consumer.position(tp)
             reason = reset_reason(self.seen.get(tp), now, position)
             if reason is not None:
                 before = self.seen.get(tp)
                 logger.warning(
-                    "drift consumer: topic %s partition %d was replaced (%s: topic id %s -> %s, end %s -> %d, "
+                    "drift consumer: topic %s partition %d was replaced (%s: topic id %s -> %s, end %s -> %s, "
                     "read position %d); reading it again from offset 0",
                     topic, tp.partition, reason, before and before.topic_id, tid, before and before.end, now.end,
                     position,
@@ -271,6 +279,6 @@ class DriftConsumer:
                 position = consumer.position(tp)
                 consumer.commit()  # else a restart would find the old offset beyond the end and reset again
             self.seen[tp] = now
-            lag += max(now.end - position, 0)
+            lag += max((now.end or 0) - position, 0)
         self.metrics.lag.set(lag)
         self.metrics.broker_up.set(1)

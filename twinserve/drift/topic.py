@@ -23,11 +23,16 @@ RESET_REASONS = (NEW_TOPIC_ID, END_BACKWARDS, BEYOND_END)
 
 @dataclass(frozen=True)
 class PartitionView:
-    """What the consumer saw of one partition at one check: its topic's id (None if the
-    broker does not say) and its end offset (the high watermark)."""
+    """What the consumer saw of one partition at one check: its topic's id (None or "" if
+    the broker does not say) and its end offset, the high watermark of the last fetch
+    response (None before the first one).
+
+    Not ListOffsets: Tansu 0.6.0's in-memory engine answers it with the base offset of
+    the most recently written batch + 1, not the end (400 records in one batch: "1").
+    """
 
     topic_id: str | None
-    end: int
+    end: int | None
 
 
 def reset_reason(before: PartitionView | None, now: PartitionView, position: int) -> str | None:
@@ -40,9 +45,9 @@ def reset_reason(before: PartitionView | None, now: PartitionView, position: int
     """
     if before is not None and before.topic_id and now.topic_id and before.topic_id != now.topic_id:
         return NEW_TOPIC_ID
-    if before is not None and now.end < before.end:
+    if before is not None and before.end is not None and now.end is not None and now.end < before.end:
         return END_BACKWARDS
-    if position > now.end:
+    if now.end is not None and position > now.end:
         return BEYOND_END
     return None
 
@@ -68,10 +73,16 @@ def ensure_topic(bootstrap: str, topic: str, admin=None) -> bool:
             admin.close()
 
 
-def topic_id(admin, topic: str) -> str | None:
-    """The broker's id of `topic` (a UUID as text), "" if the broker gives none, None if the topic is missing."""
+def describe(admin, topic: str) -> tuple[str, list[int]] | None:
+    """(the broker's id of `topic`, its partitions), or None if the broker has no such topic.
+
+    The id is a UUID as text, "" where the broker gives none. Asks without
+    creating: a broker that auto-creates topics would make one with its own
+    default partition count (4 on Tansu).
+    """
     for described in admin.describe_topics([topic]):
         if described.get("name") == topic and not described.get("error_code"):
             tid = described.get("topic_id")
-            return "" if tid is None or str(tid) == "00000000-0000-0000-0000-000000000000" else str(tid)
+            tid = "" if tid is None or str(tid) == "00000000-0000-0000-0000-000000000000" else str(tid)
+            return tid, sorted(p["partition_index"] for p in described.get("partitions") or [])
     return None

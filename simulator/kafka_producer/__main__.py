@@ -55,7 +55,7 @@ def main(argv=None) -> int:
 
     bootstrap, topic = args.bootstrap or stack.drift.bootstrap, args.topic or stack.drift.topic
     try:
-        ensure_topic(bootstrap, topic)  # one partition, as the stack makes it; never the broker's default
+        ensure_topic(bootstrap, topic, max_mb=stack.drift.topic_max_mb)  # one partition, as the stack makes it
         producer = KafkaProducer(
             bootstrap_servers=bootstrap, linger_ms=5, max_block_ms=10000, allow_auto_create_topics=False
         )

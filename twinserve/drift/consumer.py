@@ -65,6 +65,16 @@ class ConsumerSettings:
     poll_ms: int = 500
     max_records: int = 1000
     check_s: float = 2.0  # lag, broker and topic-reset checks
+    max_mb: int | None = None  # the topic is created with retention_configs(max_mb)
+
+    @classmethod
+    def from_stack(cls, stack) -> "ConsumerSettings":
+        """The stack's drift consumer (natively and in compose)."""
+        d = stack.drift
+        return cls(
+            bootstrap=d.bootstrap, topic=d.topic, window=d.window, min_samples=d.min_samples,
+            model_store=stack.model_store, max_mb=d.topic_max_mb,
+        )  # fmt: skip
 
 
 def load_references(model_store: Path) -> dict[tuple[str, str], dict]:
@@ -125,12 +135,55 @@ class DriftMetrics:
         self.broker_up = Gauge("twinserve_drift_broker_up", "1 while the broker answers.", registry=registry)
 
 
+@dataclass
+class Tracked:
+    """One feature of one model version: its statistics, its reference and its gauges
+    (labelled once: a label lookup per value per message cost a quarter of the throughput)."""
+
+    drift: FeatureDrift
+    ref_mean: float
+    ref_std: float | None  # None: no usable spread, no z-score
+    gauges: tuple
+    zscore_family: Gauge
+    labels: tuple
+    zscore: object = None  # labelled at the first z-score: no series before min_samples
+
+    @classmethod
+    def start(cls, metrics: DriftMetrics, labels: tuple, reference: dict, window: int) -> "Tracked":
+        m = metrics
+        spread = usable_spread(reference.get("std"))
+        m.reference_mean.labels(*labels).set(reference["mean"])
+        m.zero_spread.labels(*labels).set(0 if spread else 1)
+        if not spread:
+            logger.warning("drift consumer: %s %s %s has no training spread (std %r): no z-score",
+                           *labels, reference.get("std"))  # fmt: skip
+        gauges = tuple(g.labels(*labels) for g in (m.count, m.mean, m.std, m.window_mean, m.window_count))
+        std = reference["std"] if spread else None
+        return cls(FeatureDrift(window), reference["mean"], std, gauges, m.zscore, labels)
+
+    def export(self, min_samples: int) -> None:
+        count, mean, std, window_mean, window_count = self.gauges
+        d = self.drift
+        count.set(d.overall.n)
+        mean.set(d.overall.mean)
+        std.set(d.overall.std)
+        window_mean.set(d.window.mean)
+        window_count.set(d.window.n)
+        if self.ref_std is not None:
+            z = d.z(self.ref_mean, self.ref_std, min_samples)
+            if z is not None:
+                if self.zscore is None:
+                    self.zscore = self.zscore_family.labels(*self.labels)
+                self.zscore.set(z)
+
+
 class DriftConsumer:
     def __init__(self, settings: ConsumerSettings, registry: CollectorRegistry, references=None):
         self.settings = settings
         self.metrics = DriftMetrics(registry)
         self.references = references if references is not None else load_references(settings.model_store)
-        self.features: dict[tuple[str, str, str], FeatureDrift] = {}
+        self.features: dict[tuple[str, str, str], Tracked] = {}
+        self._by_message: dict[tuple, list[Tracked]] = {}  # (model, version, *features) -> their Tracked
         self.seen: dict = {}  # TopicPartition -> PartitionView at the last check, kept across reconnects
 
     def process(self, raw: bytes) -> bool:
@@ -148,11 +201,8 @@ class DriftConsumer:
         except InvalidMessage:
             self.metrics.invalid.labels(MALFORMED).inc()
             return False
-        key = (inputs.model, inputs.version)
-        if key not in self.references:
-            self.references.update(load_references(self.settings.model_store))  # a version deployed since
-        reference = self.references.get(key)
-        if not has_reference(reference, inputs.features):
+        tracked = self._tracked(inputs.model, inputs.version, inputs.features)
+        if tracked is None:
             self.metrics.invalid.labels(NO_REFERENCE).inc()
             return False
         columns = [[row[j] for row in inputs.rows] for j in range(len(inputs.features))]
@@ -161,26 +211,32 @@ class DriftConsumer:
             self.metrics.invalid.labels(OUT_OF_RANGE).inc()
             self.metrics.invalid_rows.labels(OUT_OF_RANGE).inc(len(inputs.rows) - len(rows))
             columns = [[row[j] for row in rows] for j in range(len(inputs.features))]
-        for feature, column in zip(inputs.features, columns, strict=True):
-            drift = self.features.setdefault((*key, feature), FeatureDrift(self.settings.window))
-            drift.add_many(column)
-            self._export(inputs.model, inputs.version, feature, drift, reference[feature])
+        for feature, column in zip(tracked, columns, strict=True):
+            feature.drift.add_many(column)
+            feature.export(self.settings.min_samples)
         self.metrics.consumed.inc()
         return True
 
-    def _export(self, model, version, feature, drift: FeatureDrift, reference: dict) -> None:
-        labels = (model, version, feature)
-        self.metrics.count.labels(*labels).set(drift.overall.n)
-        self.metrics.mean.labels(*labels).set(drift.overall.mean)
-        self.metrics.std.labels(*labels).set(drift.overall.std)
-        self.metrics.window_mean.labels(*labels).set(drift.window.mean)
-        self.metrics.window_count.labels(*labels).set(drift.window.n)
-        self.metrics.reference_mean.labels(*labels).set(reference["mean"])
-        spread = usable_spread(reference.get("std"))
-        self.metrics.zero_spread.labels(*labels).set(0 if spread else 1)
-        z = drift.z(reference["mean"], reference.get("std"), self.settings.min_samples) if spread else None
-        if z is not None:
-            self.metrics.zscore.labels(*labels).set(z)
+    def _tracked(self, model: str, version: str, features: list[str]) -> list["Tracked"] | None:
+        """The tracked features of a message's model version, or None without usable reference statistics."""
+        found = self._by_message.get((model, version, *features))
+        if found is not None:
+            return found
+        key = (model, version)
+        if key not in self.references:
+            self.references.update(load_references(self.settings.model_store))  # a version deployed since
+        reference = self.references.get(key)
+        if not has_reference(reference, features):
+            return None  # not cached: the version's statistics may arrive with its archive
+        found = []
+        for f in features:
+            if (model, version, f) not in self.features:
+                self.features[(model, version, f)] = Tracked.start(
+                    self.metrics, (model, version, f), reference[f], self.settings.window
+                )
+            found.append(self.features[(model, version, f)])
+        self._by_message[(model, version, *features)] = found
+        return found
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, reconnecting whenever the broker goes away."""
@@ -212,7 +268,7 @@ class DriftConsumer:
         s = self.settings
         admin = KafkaAdminClient(bootstrap_servers=s.bootstrap, bootstrap_timeout_ms=5000, request_timeout_ms=10000)
         try:
-            ensure_topic(s.bootstrap, s.topic, admin)  # gone after a restart of the in-memory broker
+            ensure_topic(s.bootstrap, s.topic, admin, s.max_mb)  # gone after a restart of the in-memory broker
             consumer = KafkaConsumer(
                 bootstrap_servers=s.bootstrap, group_id=s.group_id, enable_auto_commit=False,
                 auto_offset_reset="earliest", request_timeout_ms=10000, bootstrap_timeout_ms=5000,
@@ -253,7 +309,7 @@ class DriftConsumer:
         described = describe(admin, topic)
         if described is None:
             logger.warning("drift consumer: the broker has no topic %s; creating it", topic)
-            ensure_topic(self.settings.bootstrap, topic, admin)
+            ensure_topic(self.settings.bootstrap, topic, admin, self.settings.max_mb)
             described = describe(admin, topic) or ("", [])
         tid, partitions = described
         wanted = {TopicPartition(topic, p) for p in partitions}

@@ -52,10 +52,23 @@ def reset_reason(before: PartitionView | None, now: PartitionView, position: int
     return None
 
 
-def ensure_topic(bootstrap: str, topic: str, admin=None) -> bool:
+def retention_configs(max_mb: int) -> dict[str, str]:
+    """Topic configs bounding a partition to about `max_mb` MiB, for brokers that honour them.
+
+    Kafka deletes whole segments past retention.bytes, so segments are a quarter of
+    it. Tansu 0.6.0's in-memory engine takes them and keeps everything (measured;
+    its source has no retention for that engine, and its DeleteRecords is not
+    implemented).
+    """
+    size = max_mb * 1024 * 1024
+    return {"retention.bytes": str(size), "segment.bytes": str(max(size // 4, 1024 * 1024))}
+
+
+def ensure_topic(bootstrap: str, topic: str, admin=None, max_mb: int | None = None) -> bool:
     """Create `topic` with one partition unless it exists; True if this call created it.
 
-    Uses `admin` (a KafkaAdminClient) if given, else a client of its own.
+    Uses `admin` (a KafkaAdminClient) if given, else a client of its own; with
+    `max_mb`, the topic is created with retention_configs(max_mb).
     """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -64,7 +77,8 @@ def ensure_topic(bootstrap: str, topic: str, admin=None) -> bool:
     if own:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=5000, request_timeout_ms=10000)
     try:
-        admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        configs = retention_configs(max_mb) if max_mb else {}
+        admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, topic_configs=configs)])
         return True
     except TopicAlreadyExistsError:
         return False

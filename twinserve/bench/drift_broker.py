@@ -15,13 +15,13 @@ import argparse
 import socket
 import subprocess
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from twinserve.bench import cores, write_report
+from twinserve.bench.drift import watch_counter
 from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
 from twinserve.drift.topic import ensure_topic
 from twinserve.monitoring import broker_bin
@@ -84,13 +84,7 @@ def run(rows: int, rows_per_message: int, compression: str | None) -> dict:
             labels = {"model": "regressor", "version": "1.0", "feature": "x1"}
             return registry.get_sample_value("twinserve_drift_count", labels) or 0.0
 
-        deadline = time.monotonic() + 600
-        while counted() == 0 and time.monotonic() < deadline:
-            time.sleep(0.001)
-        first_at, first_rows = time.perf_counter(), counted()
-        while counted() < produced and time.monotonic() < deadline:
-            time.sleep(0.001)
-        last_at, last_rows = time.perf_counter(), counted()
+        first_at, first_rows, last_at, last_rows = watch_counter(counted, produced, 600)
         stop.set()
         thread.join(30)
         rate = (last_rows - first_rows) / (last_at - first_at) if last_at > first_at else float("nan")

@@ -100,6 +100,20 @@ def test_a_topic_replaced_by_a_broker_restart_is_read_again_from_its_start():
     assert resets(registry, NEW_TOPIC_ID) == 1
 
 
+def test_the_old_topics_high_watermark_left_in_the_client_is_not_taken_for_the_new_ones():
+    drift, registry = make_consumer()
+    admin, consumer = Admin({"inputs": A}), Consumer(end=400, position=400)
+    drift._check(consumer, admin)
+    admin.topics["inputs"] = B  # replaced; the client has fetched nothing from it yet: its high watermark says 400
+    drift._check(consumer, admin)
+    assert resets(registry, NEW_TOPIC_ID) == 1 and consumer.pos == 0
+    drift._check(consumer, admin)  # still 400 in the client: unknown, not an end
+    consumer.end, consumer.pos = 123, 123  # the first fetches from the new topic
+    drift._check(consumer, admin)
+    assert sum(resets(registry, r) for r in (NEW_TOPIC_ID, END_BACKWARDS, BEYOND_END)) == 1
+    assert consumer.pos == 123  # not read again
+
+
 def test_a_topic_the_broker_lost_is_created_again():
     drift, registry = make_consumer()
     admin, consumer = Admin({}), Consumer(end=0, position=0)

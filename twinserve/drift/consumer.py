@@ -185,6 +185,7 @@ class DriftConsumer:
         self.features: dict[tuple[str, str, str], Tracked] = {}
         self._by_message: dict[tuple, list[Tracked]] = {}  # (model, version, *features) -> their Tracked
         self.seen: dict = {}  # TopicPartition -> PartitionView at the last check, kept across reconnects
+        self.stale: dict = {}  # TopicPartition -> the replaced topic's high watermark, still in the client
 
     def process(self, raw: bytes) -> bool:
         """Update the statistics with one message; False if it was skipped. Never raises."""
@@ -320,7 +321,12 @@ class DriftConsumer:
             consumer.assign(sorted(wanted))
         lag = 0
         for tp in sorted(consumer.assignment()):
-            now, position = PartitionView(tid, consumer.highwater(tp)), consumer.position(tp)
+            end = consumer.highwater(tp)
+            if tp in self.stale and end == self.stale[tp]:
+                end = None  # the old topic's, until a fetch from the new one answers
+            else:
+                self.stale.pop(tp, None)
+            now, position = PartitionView(tid, end), consumer.position(tp)
             reason = reset_reason(self.seen.get(tp), now, position)
             if reason is not None:
                 before = self.seen.get(tp)
@@ -334,6 +340,9 @@ class DriftConsumer:
                 consumer.seek_to_beginning(tp)
                 position = consumer.position(tp)
                 consumer.commit()  # else a restart would find the old offset beyond the end and reset again
+                if before is not None and now.end is not None and now.end == before.end:
+                    # Unchanged since the old topic's last check: likely still the old topic's.
+                    self.stale[tp], now = now.end, PartitionView(tid, None)
             self.seen[tp] = now
             lag += max((now.end or 0) - position, 0)
         self.metrics.lag.set(lag)

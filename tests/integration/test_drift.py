@@ -259,8 +259,9 @@ def test_a_poison_message_is_counted_once_and_the_stacks_consumer_keeps_going(st
 
     # A restarted consumer resumes after the poison message: it does not meet it again.
     service = next(s for s in monitoring.services(stack) if s.name == "drift-consumer")
-    processes.stop(stack, "drift-consumer")
-    monitoring.start(stack, service)
+    with processes.locked(stack):  # stopped and started by this test, not the supervisor
+        processes.stop(stack, "drift-consumer")
+        monitoring.start(stack, service)
     processes.wait_ready(service.ready_url, 60)
     assert poll(lambda: lag_is_zero(stack), timeout=60)
     assert consumer_value(stack, "twinserve_drift_invalid_rows_total", reason="value out of range") == 0
@@ -294,10 +295,10 @@ def test_after_a_kill_9_of_the_broker_no_message_produced_after_its_restart_is_s
     assert position >= 400
     resets_before = consumer_value(stack, "twinserve_drift_topic_resets_total")
 
-    pid = processes.running_pid(stack, "broker")
-    os.kill(pid, signal.SIGKILL)
-    assert poll(lambda: processes.running_pid(stack, "broker") is None, timeout=10, every=0.1)
-    monitoring.start(stack, broker)
+    with processes.locked(stack):  # the stack's supervisor waits: this test restarts the broker itself
+        os.kill(processes.running_pid(stack, "broker"), signal.SIGKILL)
+        assert poll(lambda: processes.running_pid(stack, "broker") is None, timeout=10, every=0.1)
+        monitoring.start(stack, broker)
     processes.wait_ready(broker.ready_url, 30)
     # The consumer gives the restarted broker its topic back (make up is not run here).
     assert poll(lambda: topic_exists(stack, topic), timeout=60, every=0.5)

@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 SHELL := /bin/bash
 
-.PHONY: help install up down status test unit lint format bench bench-drift loadtest swapcheck drift-demo pipeline
+.PHONY: help install up down status test unit lint format bench bench-drift bench-drift-broker loadtest swapcheck drift-demo pipeline
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ bench: install  ## twinserve vs default TorchServe vs two FastAPIs, wrk at 100/2
 
 bench-drift: install  ## cost of publishing inputs on /predict, drift consumer throughput (needs make up)
 	$(PY) -m twinserve.bench.drift
+
+bench-drift-broker: install  ## the broker's memory per million input rows, consumer rows/s through it (a broker of its own)
+	$(PY) -m twinserve.bench.drift_broker
 
 loadtest: install  ## headless Locust on /predict with a pass/fail gate; ROUTE=/test/predict for staging
 	$(PY) -m twinserve.loadtest --route $(or $(ROUTE),/predict)

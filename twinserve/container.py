@@ -109,13 +109,9 @@ def run_drift_consumer(stack: Stack) -> None:
     from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    d = stack.drift
-    settings = ConsumerSettings(
-        bootstrap=d.bootstrap, topic=d.topic, window=d.window, min_samples=d.min_samples, model_store=stack.model_store
-    )
     registry = CollectorRegistry()
-    consumer = DriftConsumer(settings, registry)
-    start_http_server(d.consumer_metrics_port, addr=LISTEN, registry=registry)
+    consumer = DriftConsumer(ConsumerSettings.from_stack(stack), registry)
+    start_http_server(stack.drift.consumer_metrics_port, addr=LISTEN, registry=registry)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -97,6 +97,7 @@ class DriftConfig:
     min_samples: int
     queue_batches: int
     broker_host: str = "127.0.0.1"
+    topic_max_mb: int = 64  # the inputs topic is created with retention.bytes at this bound (Tansu ignores it)
 
     @property
     def bootstrap(self) -> str:

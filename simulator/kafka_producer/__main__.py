@@ -51,9 +51,14 @@ def main(argv=None) -> int:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    from twinserve.drift.topic import ensure_topic
+
     bootstrap, topic = args.bootstrap or stack.drift.bootstrap, args.topic or stack.drift.topic
     try:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_block_ms=10000)
+        ensure_topic(bootstrap, topic, max_mb=stack.drift.topic_max_mb)  # one partition, as the stack makes it
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=5, max_block_ms=10000, allow_auto_create_topics=False
+        )
         for message in stream:
             producer.send(topic, message)
             if args.rate > 0:

@@ -2,6 +2,7 @@
 and DriftConsumer driven in-process on topics of its own."""
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -10,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from input_publisher import input_message
 from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
@@ -109,12 +111,18 @@ class Running:
         assert not self.thread.is_alive()
 
 
-def publish(stack, topic, raws):
-    producer = KafkaProducer(bootstrap_servers=stack.drift.bootstrap, linger_ms=5)
-    for raw in raws:
-        producer.send(topic, raw)
+def publish(stack, topic, raws) -> dict[int, int]:
+    """Write the messages to `topic`; returns {partition: its end offset} for the partitions written to
+    (a restarted Tansu may have made the topic with 4 partitions)."""
+    producer = KafkaProducer(bootstrap_servers=stack.drift.bootstrap, linger_ms=5, allow_auto_create_topics=False)
+    futures = [producer.send(topic, raw) for raw in raws]
     producer.flush(30)
     producer.close()
+    ends = {}
+    for future in futures:
+        meta = future.get(timeout=1)
+        ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+    return ends
 
 
 def test_an_undrifted_stream_stays_calm_and_a_one_std_shift_crosses_the_threshold(stack, topic, reference):
@@ -214,6 +222,99 @@ def test_the_drift_alert_fires_for_x1_into_the_receiver_and_not_for_x2(stack, wo
     assert alerts[0]["severity"] == "warning"
     firing = prometheus_query(stack, 'ALERTS{alertname="TwinserveDriftDetected",alertstate="firing",version="7.7"}')
     assert [r["metric"]["feature"] for r in firing] == ["x1"]
+
+
+def consumer_value(stack, name, **labels) -> float:
+    return total(consumer_metrics(stack), name, **labels)
+
+
+def lag_is_zero(stack) -> bool:
+    return consumer_metrics(stack).get(("twinserve_drift_consumer_lag", frozenset())) == 0
+
+
+def test_a_poison_message_is_counted_once_and_the_stacks_consumer_keeps_going(stack):
+    """Finding 2 of issue 13: one request with 1e200 in it stopped the consumer for good.
+
+    The request goes through Nginx and TorchServe as the attacker sent it; whether the
+    handler takes it (and publishes it) or refuses it with a 400 (its input bound), the
+    consumer must go on. The message the handler publishes for such a request is also
+    written straight to the stack's topic, so the consumer meets it whatever the handler does.
+    """
+    pid = processes.running_pid(stack, "drift-consumer")
+    before = settled_count(stack)
+    bad_before = consumer_value(stack, "twinserve_drift_invalid_rows_total", reason="value out of range")
+    poison = {"data": [[1e200, 0.5], [0.2, 0.6]]}
+    answer = requests.post(f"{stack.nginx.url}/predict", json=poison, timeout=10)
+    assert answer.status_code in (200, 400), answer.text
+    published = 1 if answer.status_code == 200 else 0  # a 400 publishes nothing
+    publish(stack, stack.drift.topic, [input_message("regressor", "1.0", ["x1", "x2"], poison["data"])])
+    assert send(stack, "/predict", {"data": [[0.3, 0.4], [0.5, 0.6]]}, 20) == [200] * 20
+    expected = before + 1 + published + 40  # the poison messages' good rows, then 20 requests of 2 rows
+    assert poll(lambda: rows_counted(stack) >= expected, timeout=60), (expected, rows_counted(stack))
+    assert settled_count(stack) == expected
+    assert poll(lambda: lag_is_zero(stack), timeout=30)
+    bad = consumer_value(stack, "twinserve_drift_invalid_rows_total", reason="value out of range")
+    assert bad == bad_before + 1 + published  # counted once: committed past, not replayed
+    assert processes.running_pid(stack, "drift-consumer") == pid
+
+    # A restarted consumer resumes after the poison message: it does not meet it again.
+    service = next(s for s in monitoring.services(stack) if s.name == "drift-consumer")
+    with processes.locked(stack):  # stopped and started by this test, not the supervisor
+        processes.stop(stack, "drift-consumer")
+        monitoring.start(stack, service)
+    processes.wait_ready(service.ready_url, 60)
+    assert poll(lambda: lag_is_zero(stack), timeout=60)
+    assert consumer_value(stack, "twinserve_drift_invalid_rows_total", reason="value out of range") == 0
+    assert consumer_value(stack, "twinserve_drift_invalid_messages_total") == 0
+
+
+def topic_exists(stack, topic) -> bool:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=stack.drift.bootstrap)
+    try:
+        return topic in admin.list_topics()
+    finally:
+        admin.close()
+
+
+def test_after_a_kill_9_of_the_broker_no_message_produced_after_its_restart_is_skipped(stack, reference):
+    """Finding 3 of issue 13: after `kill -9` of the in-memory broker and a restart, the
+    consumer kept its read position against the new, empty topic and skipped messages.
+
+    Messages written after the restart go to the stack's topic in two bursts: the first
+    stays below the old read position (read by nobody if the position were kept), the
+    second takes the new topic past it (its first part skipped if it were kept). Every
+    row must be counted, exactly once, and the reset seen in the metric. (When a client's
+    fetch made the restarted broker create the topic, it has 4 partitions: the consumer
+    reads them all, and the totals hold.)
+    """
+    topic, broker = stack.drift.topic, next(s for s in monitoring.services(stack) if s.name == "broker")
+    (position,) = publish(stack, topic, messages("regressor", "1.0", reference, 400, seed=21)).values()
+    rows_before = settled_count(stack)
+    assert position >= 400
+    resets_before = consumer_value(stack, "twinserve_drift_topic_resets_total")
+
+    with processes.locked(stack):  # the stack's supervisor waits: this test restarts the broker itself
+        os.kill(processes.running_pid(stack, "broker"), signal.SIGKILL)
+        assert poll(lambda: processes.running_pid(stack, "broker") is None, timeout=10, every=0.1)
+        monitoring.start(stack, broker)
+    processes.wait_ready(broker.ready_url, 30)
+    # The consumer gives the restarted broker its topic back (make up is not run here).
+    assert poll(lambda: topic_exists(stack, topic), timeout=60, every=0.5)
+
+    first = position // 2
+    ends = publish(stack, topic, messages("regressor", "1.0", reference, first, rows_per_message=2, seed=22))
+    assert poll(lambda: rows_counted(stack) >= rows_before + 2 * first, timeout=60), rows_counted(stack)
+    second = position - first + 100
+    later = publish(stack, topic, messages("regressor", "1.0", reference, second, rows_per_message=3, seed=23))
+    ends |= {p: max(ends.get(p, 0), end) for p, end in later.items()}
+    assert sum(ends.values()) == first + second > position  # a new topic, now longer than the old read position
+    expected = rows_before + 2 * first + 3 * second
+    assert poll(lambda: rows_counted(stack) >= expected, timeout=60), (expected, rows_counted(stack))
+    assert settled_count(stack) == expected
+    assert poll(lambda: lag_is_zero(stack), timeout=30)
+    assert consumer_value(stack, "twinserve_drift_topic_resets_total") == resets_before + 1
 
 
 def test_predictions_go_on_while_the_broker_is_down_and_publishing_resumes(stack):

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -9,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from simulator.kafka_producer.stream import Drift, messages
 from twinserve.drift.consumer import ConsumerSettings, DriftConsumer, load_references
 from twinserve.drift.messages import encode
+from twinserve.drift.stats import FeatureDrift
 
 REFERENCE = {
     "x1": {"count": 1000, "mean": 0.5, "std": math.sqrt(1 / 12)},
@@ -78,3 +80,72 @@ def test_the_simulated_stream_is_reproducible_and_refuses_an_unknown_feature():
     assert first != list(messages("regressor", "1.0", REFERENCE, 5, rows_per_message=3, seed=10))
     with pytest.raises(ValueError, match="unknown feature"):
         list(messages("regressor", "1.0", REFERENCE, 5, drift=Drift("x9", 1.0)))
+
+
+def test_a_row_with_a_huge_value_is_dropped_counted_and_its_message_still_used(tmp_path):
+    """Finding 2 of issue 13: {"data": [[1e200, 0.5], [0.2, 0.6]]} used to kill the consumer for good."""
+    consumer, registry = make_consumer(tmp_path)
+    assert consumer.process(encode("regressor", "1.0", ["x1", "x2"], [[1e200, 0.5], [0.2, 0.6]]))
+    assert consumer.process(encode("regressor", "1.0", ["x1", "x2"], [[0.4, -1e101]]))  # nothing left: still fine
+    labels = {"model": "regressor", "version": "1.0", "feature": "x1"}
+    assert sample(registry, "twinserve_drift_count", **labels) == 1
+    assert sample(registry, "twinserve_drift_mean", **labels) == pytest.approx(0.2)
+    assert sample(registry, "twinserve_drift_invalid_messages_total", reason="value out of range") == 2
+    assert sample(registry, "twinserve_drift_invalid_rows_total", reason="value out of range") == 2
+    assert sample(registry, "twinserve_drift_messages_total") == 2
+    for raw in messages("regressor", "1.0", REFERENCE, 300, seed=5):  # later messages are counted as ever
+        assert consumer.process(raw)
+    assert sample(registry, "twinserve_drift_count", **labels) == 301
+    assert abs(sample(registry, "twinserve_drift_zscore", **labels)) < 4
+
+
+def test_values_at_the_limit_are_taken():
+    consumer, registry = make_consumer(Path("/nonexistent"), min_samples=1)
+    assert consumer.process(encode("regressor", "1.0", ["x1", "x2"], [[1e100, -1e100], [0.0, 0.0]]))
+    assert sample(registry, "twinserve_drift_std", model="regressor", version="1.0", feature="x1") > 1e99
+    assert sample(registry, "twinserve_drift_invalid_rows_total", reason="value out of range") == 0
+
+
+def test_a_feature_without_training_spread_says_so_instead_of_raising(tmp_path):
+    """Issue 18, item 5: a reference std of 0 used to raise ValueError, taken for "broker unavailable"."""
+    reference = {"x1": {"mean": 1.0, "std": 0.0}, "x2": {"mean": 0.5, "std": 0.3}}
+    settings = ConsumerSettings("unused:9092", "inputs", min_samples=1, model_store=tmp_path)
+    registry = CollectorRegistry()
+    consumer = DriftConsumer(settings, registry, references={("constant", "1.0"): reference})
+    assert consumer.process(encode("constant", "1.0", ["x1", "x2"], [[1.0, 0.5], [1.0, 0.8]]))
+    x1 = {"model": "constant", "version": "1.0", "feature": "x1"}
+    x2 = {**x1, "feature": "x2"}
+    assert sample(registry, "twinserve_drift_zero_spread", **x1) == 1
+    assert sample(registry, "twinserve_drift_zscore", **x1) is None
+    assert sample(registry, "twinserve_drift_window_mean", **x1) == 1.0
+    assert sample(registry, "twinserve_drift_zero_spread", **x2) == 0
+    assert sample(registry, "twinserve_drift_zscore", **x2) == pytest.approx((0.65 - 0.5) / (0.3 / math.sqrt(2)))
+    assert sample(registry, "twinserve_drift_messages_total") == 1
+
+
+@pytest.mark.parametrize("reference", [{"x1": {"std": 1.0}}, {"x1": {"mean": None}}, {"x1": 3}, {"x1": {"mean": "0"}}])
+def test_a_reference_without_a_usable_mean_is_no_reference(tmp_path, reference):
+    settings = ConsumerSettings("unused:9092", "inputs", model_store=tmp_path)
+    registry = CollectorRegistry()
+    consumer = DriftConsumer(settings, registry, references={("m", "1"): reference})
+    assert not consumer.process(encode("m", "1", ["x1"], [[0.1]]))
+    assert sample(registry, "twinserve_drift_invalid_messages_total", reason="no reference statistics") == 1
+
+
+def test_a_message_whose_processing_fails_is_counted_and_the_next_one_is_processed(tmp_path, monkeypatch, caplog):
+    consumer, registry = make_consumer(tmp_path)
+    original = FeatureDrift.add_many
+    calls = []
+
+    def fails_once(self, xs):
+        calls.append(xs)
+        if len(calls) == 1:
+            raise ArithmeticError("a bug in the statistics")
+        return original(self, xs)
+
+    monkeypatch.setattr(FeatureDrift, "add_many", fails_once)
+    assert not consumer.process(encode("regressor", "1.0", ["x1", "x2"], [[0.2, 0.6]]))
+    assert consumer.process(encode("regressor", "1.0", ["x1", "x2"], [[0.2, 0.6]]))
+    assert sample(registry, "twinserve_drift_invalid_messages_total", reason="processing error") == 1
+    assert sample(registry, "twinserve_drift_messages_total") == 1
+    assert "failed; counted and skipped" in caplog.text

@@ -4,7 +4,7 @@ import statistics
 
 import pytest
 
-from twinserve.drift.stats import FeatureDrift, Welford, Window, zscore
+from twinserve.drift.stats import MAX_ABS, FeatureDrift, Welford, Window, in_range, usable_spread, zscore
 
 
 def test_welford_matches_the_statistics_module():
@@ -45,10 +45,33 @@ def test_zscore_is_none_below_the_minimum_sample_count():
     assert zscore(0.9, 0, 0.5, 0.2, min_samples=0) is None
 
 
-@pytest.mark.parametrize("std", [0.0, -1.0, math.inf, math.nan])
-def test_zscore_refuses_a_degenerate_reference(std):
-    with pytest.raises(ValueError, match="reference std"):
-        zscore(0.5, 200, 0.5, std, min_samples=1)
+@pytest.mark.parametrize("std", [0.0, -1.0, math.inf, math.nan, None, "0.3", True])
+def test_a_reference_without_spread_has_no_zscore_and_no_exception(std):
+    assert not usable_spread(std)
+    assert zscore(0.5, 200, 0.5, std, min_samples=1) is None
+    assert FeatureDrift(window_size=10).z(0.5, std, min_samples=0) is None
+
+
+def test_a_huge_value_does_not_raise_and_leaves_no_trace_once_out_of_the_window():
+    drift = FeatureDrift(window_size=4)
+    drift.add_many([MAX_ABS, 0.5])  # MAX_ABS**2 is 1e200; 1e200**2 would overflow
+    assert math.isfinite(drift.overall.variance)
+    assert drift.window.mean == pytest.approx(MAX_ABS / 2)
+    drift.add_many([0.25, 0.75, 0.5, 0.5])  # the huge value leaves the window
+    assert list(drift.window.values) == [0.25, 0.75, 0.5, 0.5]
+    assert drift.window.mean == 0.5  # exact again: a float running sum would say 0.0 here
+
+
+def test_values_beyond_max_abs_are_out_of_range():
+    assert in_range(0.0) and in_range(-MAX_ABS) and in_range(MAX_ABS)
+    assert not in_range(1e200) and not in_range(-1e101)
+    assert not in_range(math.inf) and not in_range(math.nan)
+
+
+def test_the_statistics_of_squares_near_the_float_limit_stay_finite_or_infinite_never_raise():
+    w = Welford()
+    w.add_many([1e200, -1e200])  # beyond MAX_ABS: the consumer drops such rows; stats must not raise anyway
+    assert w.n == 2 and w.variance == math.inf
 
 
 def test_feature_drift_z_follows_a_shift():

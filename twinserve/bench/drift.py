@@ -98,6 +98,18 @@ def publish_call_cost(stack: Stack, model: str, version: str, calls: int) -> str
     )
 
 
+def watch_counter(read, target: float, timeout: float) -> tuple[float, float, float, float]:
+    """(time, value) when `read()` first moves from 0 and when it reaches `target` (or the timeout):
+    a consumer's pace from its first message to its last, without its start-up."""
+    deadline = time.monotonic() + timeout
+    while read() == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    first_at, first = time.perf_counter(), read()
+    while read() < target and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return first_at, first, time.perf_counter(), read()
+
+
 def consumer_throughput(stack: Stack, model: str, version: str, reference: dict, n: int, rows: int) -> str:
     from kafka import KafkaProducer
 
@@ -129,13 +141,7 @@ def consumer_throughput(stack: Stack, model: str, version: str, reference: dict,
     def consumed() -> float:
         return registry.get_sample_value("twinserve_drift_messages_total") or 0.0
 
-    deadline = time.monotonic() + 120
-    while consumed() < 1 and time.monotonic() < deadline:
-        time.sleep(0.001)
-    first_at, first = time.perf_counter(), consumed()
-    while consumed() < n and time.monotonic() < deadline:
-        time.sleep(0.001)
-    last_at, last = time.perf_counter(), consumed()
+    first_at, first, last_at, last = watch_counter(consumed, n, 120)
     stop.set()
     thread.join(10)
     if last < n:

@@ -23,13 +23,9 @@ def main() -> int:
     except TwinserveError as exc:
         print(f"twinserve.drift: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    d = stack.drift
-    settings = ConsumerSettings(
-        bootstrap=d.bootstrap, topic=d.topic, window=d.window, min_samples=d.min_samples, model_store=stack.model_store
-    )
     registry = CollectorRegistry()
-    consumer = DriftConsumer(settings, registry)
-    start_http_server(d.consumer_metrics_port, addr="127.0.0.1", registry=registry)
+    consumer = DriftConsumer(ConsumerSettings.from_stack(stack), registry)
+    start_http_server(stack.drift.consumer_metrics_port, addr="127.0.0.1", registry=registry)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

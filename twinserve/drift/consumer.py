@@ -2,14 +2,35 @@
 
 At least once: offsets are committed only after the messages before them were
 processed, so a restart resumes from the last commit and may count again at
-most the messages of one poll. A malformed message, or one for a model version
-without reference statistics, is counted and skipped. While the broker is
-down the consumer retries with backoff, reports twinserve_drift_broker_up 0,
-and keeps serving /metrics.
+most the messages of one poll.
+
+No message can stop it. process() guards each message: a malformed one, one
+for a model version without reference statistics, or one whose processing
+failed is counted by reason (twinserve_drift_invalid_messages_total) and
+skipped; rows with a value beyond ±1e100 are dropped from their message and
+counted (twinserve_drift_invalid_rows_total), the message's other rows are
+used. Either way the offset is committed past it, so a restart does not
+replay it. A feature whose training standard deviation is 0 has no z-score
+and says so (twinserve_drift_zero_spread 1).
+
+Only broker errors (Kafka's, the socket's, a topic without partitions) mean
+"broker unavailable": the consumer then retries with backoff, reports
+twinserve_drift_broker_up 0 and keeps serving /metrics. Any other error is a
+bug and is raised, not retried as if it were the broker's.
+
+A broker restarted with empty storage serves a new, empty topic under the
+old name. Every check_s the consumer compares the topic with what it saw
+before (twinserve/drift/topic.py); on a new topic it counts the reset
+(twinserve_drift_topic_resets_total{reason}), logs it, and reads the new
+topic from its start. Messages read from the new topic before the check are
+counted again (at least once); none is skipped. It creates the topic if the
+broker has none, so a restarted broker gets it back without `make up`.
 """
 
 import contextlib
+import json
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -18,13 +39,19 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from twinserve.drift.messages import InvalidMessage, decode
-from twinserve.drift.stats import FeatureDrift
-from twinserve.drift.topic import ensure_topic
+from twinserve.drift.stats import MAX_ABS, FeatureDrift, in_range, usable_spread
+from twinserve.drift.topic import RESET_REASONS, PartitionView, describe, ensure_topic, reset_reason
 
 logger = logging.getLogger(__name__)
 LABELS = ["model", "version", "feature"]
-MALFORMED, NO_REFERENCE = "malformed", "no reference statistics"
-SKIP_REASONS = (MALFORMED, NO_REFERENCE)
+MALFORMED, NO_REFERENCE, OUT_OF_RANGE, FAILED = (
+    "malformed", "no reference statistics", "value out of range", "processing error",
+)  # fmt: skip
+SKIP_REASONS = (MALFORMED, NO_REFERENCE, OUT_OF_RANGE, FAILED)
+
+
+class BrokerUnavailable(Exception):
+    """The broker answers, but not with what the consumer needs yet (e.g. a topic without partitions)."""
 
 
 @dataclass(frozen=True)
@@ -37,12 +64,21 @@ class ConsumerSettings:
     model_store: Path = Path("model_store")
     poll_ms: int = 500
     max_records: int = 1000
+    check_s: float = 2.0  # lag, broker and topic-reset checks
+    max_mb: int | None = None  # the topic is created with retention_configs(max_mb)
+
+    @classmethod
+    def from_stack(cls, stack) -> "ConsumerSettings":
+        """The stack's drift consumer (natively and in compose)."""
+        d = stack.drift
+        return cls(
+            bootstrap=d.bootstrap, topic=d.topic, window=d.window, min_samples=d.min_samples,
+            model_store=stack.model_store, max_mb=d.topic_max_mb,
+        )  # fmt: skip
 
 
 def load_references(model_store: Path) -> dict[tuple[str, str], dict]:
     """{(model, version): reference stats} from the archive metadata in the model store."""
-    import json
-
     references = {}
     for path in Path(model_store).glob("*.json"):
         try:
@@ -51,6 +87,17 @@ def load_references(model_store: Path) -> dict[tuple[str, str], dict]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return references
+
+
+def has_reference(reference, features: list[str]) -> bool:
+    """True if `reference` has a finite training mean for every feature (the std may be anything)."""
+    if not isinstance(reference, dict):
+        return False
+    for f in features:
+        mean = reference.get(f, {}).get("mean") if isinstance(reference.get(f), dict) else None
+        if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not math.isfinite(mean):
+            return False
+    return True
 
 
 class DriftMetrics:
@@ -65,12 +112,69 @@ class DriftMetrics:
         self.window_count = gauge("window_count", "Inputs in the sliding window.")
         self.zscore = gauge("zscore", "(window mean - training mean) / (training std / sqrt(window count)).")
         self.reference_mean = gauge("reference_mean", "Training mean.")
+        self.zero_spread = gauge("zero_spread", "1 if the training std is 0 (or unusable): no z-score then.")
         self.consumed = Counter("twinserve_drift_messages", "Messages processed.", registry=registry)
-        self.invalid = Counter("twinserve_drift_invalid_messages", "Messages skipped.", ["reason"], registry=registry)
+        self.invalid = Counter(
+            "twinserve_drift_invalid_messages", "Messages skipped, or with rows dropped, by reason.", ["reason"],
+            registry=registry,
+        )  # fmt: skip
+        self.invalid_rows = Counter(
+            "twinserve_drift_invalid_rows", "Rows dropped from processed messages, by reason.", ["reason"],
+            registry=registry,
+        )  # fmt: skip
+        self.resets = Counter(
+            "twinserve_drift_topic_resets", "Times the topic was found replaced (read again from its start).",
+            ["reason"], registry=registry,
+        )  # fmt: skip
         for reason in SKIP_REASONS:
             self.invalid.labels(reason)  # exported as 0 from the start, so rate() has a series
+        self.invalid_rows.labels(OUT_OF_RANGE)
+        for reason in RESET_REASONS:
+            self.resets.labels(reason)
         self.lag = Gauge("twinserve_drift_consumer_lag", "Messages on the topic not yet processed.", registry=registry)
         self.broker_up = Gauge("twinserve_drift_broker_up", "1 while the broker answers.", registry=registry)
+
+
+@dataclass
+class Tracked:
+    """One feature of one model version: its statistics, its reference and its gauges
+    (labelled once: a label lookup per value per message cost a quarter of the throughput)."""
+
+    drift: FeatureDrift
+    ref_mean: float
+    ref_std: float | None  # None: no usable spread, no z-score
+    gauges: tuple
+    zscore_family: Gauge
+    labels: tuple
+    zscore: object = None  # labelled at the first z-score: no series before min_samples
+
+    @classmethod
+    def start(cls, metrics: DriftMetrics, labels: tuple, reference: dict, window: int) -> "Tracked":
+        m = metrics
+        spread = usable_spread(reference.get("std"))
+        m.reference_mean.labels(*labels).set(reference["mean"])
+        m.zero_spread.labels(*labels).set(0 if spread else 1)
+        if not spread:
+            logger.warning("drift consumer: %s %s %s has no training spread (std %r): no z-score",
+                           *labels, reference.get("std"))  # fmt: skip
+        gauges = tuple(g.labels(*labels) for g in (m.count, m.mean, m.std, m.window_mean, m.window_count))
+        std = reference["std"] if spread else None
+        return cls(FeatureDrift(window), reference["mean"], std, gauges, m.zscore, labels)
+
+    def export(self, min_samples: int) -> None:
+        count, mean, std, window_mean, window_count = self.gauges
+        d = self.drift
+        count.set(d.overall.n)
+        mean.set(d.overall.mean)
+        std.set(d.overall.std)
+        window_mean.set(d.window.mean)
+        window_count.set(d.window.n)
+        if self.ref_std is not None:
+            z = d.z(self.ref_mean, self.ref_std, min_samples)
+            if z is not None:
+                if self.zscore is None:
+                    self.zscore = self.zscore_family.labels(*self.labels)
+                self.zscore.set(z)
 
 
 class DriftConsumer:
@@ -78,40 +182,62 @@ class DriftConsumer:
         self.settings = settings
         self.metrics = DriftMetrics(registry)
         self.references = references if references is not None else load_references(settings.model_store)
-        self.features: dict[tuple[str, str, str], FeatureDrift] = {}
+        self.features: dict[tuple[str, str, str], Tracked] = {}
+        self._by_message: dict[tuple, list[Tracked]] = {}  # (model, version, *features) -> their Tracked
+        self.seen: dict = {}  # TopicPartition -> PartitionView at the last check, kept across reconnects
+        self.stale: dict = {}  # TopicPartition -> the replaced topic's high watermark, still in the client
 
     def process(self, raw: bytes) -> bool:
-        """Update the statistics with one message; False if it was skipped."""
+        """Update the statistics with one message; False if it was skipped. Never raises."""
+        try:
+            return self._process(raw)
+        except Exception:  # noqa: BLE001 - no message may stop the consumer or be replayed forever
+            logger.exception("drift consumer: a message of %d bytes failed; counted and skipped", len(raw or b""))
+            self.metrics.invalid.labels(FAILED).inc()
+            return False
+
+    def _process(self, raw: bytes) -> bool:
         try:
             inputs = decode(raw)
         except InvalidMessage:
             self.metrics.invalid.labels(MALFORMED).inc()
             return False
-        key = (inputs.model, inputs.version)
-        if key not in self.references:
-            self.references.update(load_references(self.settings.model_store))  # a version deployed since
-        reference = self.references.get(key)
-        if reference is None or any(f not in reference for f in inputs.features):
+        tracked = self._tracked(inputs.model, inputs.version, inputs.features)
+        if tracked is None:
             self.metrics.invalid.labels(NO_REFERENCE).inc()
             return False
-        for j, feature in enumerate(inputs.features):
-            drift = self.features.setdefault((*key, feature), FeatureDrift(self.settings.window))
-            drift.add_many([row[j] for row in inputs.rows])
-            self._export(inputs.model, inputs.version, feature, drift, reference[feature])
+        columns = [[row[j] for row in inputs.rows] for j in range(len(inputs.features))]
+        if any(col and (min(col) < -MAX_ABS or max(col) > MAX_ABS) for col in columns):
+            rows = [row for row in inputs.rows if all(in_range(v) for v in row)]
+            self.metrics.invalid.labels(OUT_OF_RANGE).inc()
+            self.metrics.invalid_rows.labels(OUT_OF_RANGE).inc(len(inputs.rows) - len(rows))
+            columns = [[row[j] for row in rows] for j in range(len(inputs.features))]
+        for feature, column in zip(tracked, columns, strict=True):
+            feature.drift.add_many(column)
+            feature.export(self.settings.min_samples)
         self.metrics.consumed.inc()
         return True
 
-    def _export(self, model, version, feature, drift: FeatureDrift, reference: dict) -> None:
-        labels = (model, version, feature)
-        self.metrics.count.labels(*labels).set(drift.overall.n)
-        self.metrics.mean.labels(*labels).set(drift.overall.mean)
-        self.metrics.std.labels(*labels).set(drift.overall.std)
-        self.metrics.window_mean.labels(*labels).set(drift.window.mean)
-        self.metrics.window_count.labels(*labels).set(drift.window.n)
-        self.metrics.reference_mean.labels(*labels).set(reference["mean"])
-        z = drift.z(reference["mean"], reference["std"], self.settings.min_samples)
-        if z is not None:
-            self.metrics.zscore.labels(*labels).set(z)
+    def _tracked(self, model: str, version: str, features: list[str]) -> list["Tracked"] | None:
+        """The tracked features of a message's model version, or None without usable reference statistics."""
+        found = self._by_message.get((model, version, *features))
+        if found is not None:
+            return found
+        key = (model, version)
+        if key not in self.references:
+            self.references.update(load_references(self.settings.model_store))  # a version deployed since
+        reference = self.references.get(key)
+        if not has_reference(reference, features):
+            return None  # not cached: the version's statistics may arrive with its archive
+        found = []
+        for f in features:
+            if (model, version, f) not in self.features:
+                self.features[(model, version, f)] = Tracked.start(
+                    self.metrics, (model, version, f), reference[f], self.settings.window
+                )
+            found.append(self.features[(model, version, f)])
+        self._by_message[(model, version, *features)] = found
+        return found
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, reconnecting whenever the broker goes away."""
@@ -119,52 +245,105 @@ class DriftConsumer:
 
         backoff = 0.5
         while not stop.is_set():
-            consumer = None
+            consumer = admin = None
             try:
-                consumer = self._connect()
+                consumer, admin = self._connect()
                 self.metrics.broker_up.set(1)
                 backoff = 0.5
-                self._consume(consumer, stop)
-            except (KafkaError, OSError, ValueError) as exc:
+                self._consume(consumer, admin, stop)
+            except (KafkaError, OSError, BrokerUnavailable) as exc:
                 self.metrics.broker_up.set(0)
                 logger.warning("drift consumer: broker unavailable (%s); retrying in %.1fs", exc, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
             finally:
-                if consumer is not None:
-                    with contextlib.suppress(Exception):  # closing a consumer of a dead broker
-                        consumer.close(autocommit=False)
+                for client, close in ((consumer, {"autocommit": False}), (admin, {})):
+                    if client is not None:
+                        with contextlib.suppress(Exception):  # closing a client of a dead broker
+                            client.close(**close)
 
     def _connect(self):
         from kafka import KafkaConsumer, TopicPartition
+        from kafka.admin import KafkaAdminClient
 
         s = self.settings
-        ensure_topic(s.bootstrap, s.topic)  # gone after a restart of the in-memory broker
-        consumer = KafkaConsumer(
-            bootstrap_servers=s.bootstrap, group_id=s.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", request_timeout_ms=10000, bootstrap_timeout_ms=5000,
-            reconnect_backoff_max_ms=5000, consumer_timeout_ms=-1,
-        )  # fmt: skip
+        admin = KafkaAdminClient(bootstrap_servers=s.bootstrap, bootstrap_timeout_ms=5000, request_timeout_ms=10000)
+        try:
+            ensure_topic(s.bootstrap, s.topic, admin, s.max_mb)  # gone after a restart of the in-memory broker
+            consumer = KafkaConsumer(
+                bootstrap_servers=s.bootstrap, group_id=s.group_id, enable_auto_commit=False,
+                auto_offset_reset="earliest", request_timeout_ms=10000, bootstrap_timeout_ms=5000,
+                reconnect_backoff_max_ms=5000, consumer_timeout_ms=-1,
+                allow_auto_create_topics=False,  # a restarted Tansu would create it with 4 partitions
+            )  # fmt: skip
+        except BaseException:
+            admin.close()
+            raise
         partitions = consumer.partitions_for_topic(s.topic)
         if not partitions:
             consumer.close()
-            raise ValueError(f"topic {s.topic} has no partitions yet")
+            admin.close()
+            raise BrokerUnavailable(f"topic {s.topic} has no partitions yet")
         # Manual assignment, offsets committed under the group id: resumes from the
         # last commit without a group join (10-25 s on this broker).
         consumer.assign([TopicPartition(s.topic, p) for p in sorted(partitions)])
-        return consumer
+        return consumer, admin
 
-    def _consume(self, consumer, stop: threading.Event) -> None:
-        last_lag = 0.0
+    def _consume(self, consumer, admin, stop: threading.Event) -> None:
+        last_check = 0.0  # check at once: a committed offset may lie beyond a new topic's end
         while not stop.is_set():
+            if time.monotonic() - last_check > self.settings.check_s:
+                self._check(consumer, admin)
+                last_check = time.monotonic()
             batches = consumer.poll(timeout_ms=self.settings.poll_ms, max_records=self.settings.max_records)
             for records in batches.values():
                 for record in records:
                     self.process(record.value)
             if batches:
                 consumer.commit()
-            if time.monotonic() - last_lag > 2:
-                ends = consumer.end_offsets(list(consumer.assignment()))
-                self.metrics.lag.set(sum(max(end - consumer.position(tp), 0) for tp, end in ends.items()))
-                self.metrics.broker_up.set(1)
-                last_lag = time.monotonic()
+
+    def _check(self, consumer, admin) -> None:
+        """Recreate a missing topic, restart a replaced one from its start, export the lag."""
+        from kafka import TopicPartition
+
+        topic = self.settings.topic
+        described = describe(admin, topic)
+        if described is None:
+            logger.warning("drift consumer: the broker has no topic %s; creating it", topic)
+            ensure_topic(self.settings.bootstrap, topic, admin, self.settings.max_mb)
+            described = describe(admin, topic) or ("", [])
+        tid, partitions = described
+        wanted = {TopicPartition(topic, p) for p in partitions}
+        if wanted and wanted != consumer.assignment():
+            # Someone made the topic with more partitions (a client that auto-creates it):
+            # read them all rather than miss what lands on the others.
+            logger.warning("drift consumer: topic %s has partitions %s; reading all of them", topic, partitions)
+            consumer.assign(sorted(wanted))
+        lag = 0
+        for tp in sorted(consumer.assignment()):
+            end = consumer.highwater(tp)
+            if tp in self.stale and end == self.stale[tp]:
+                end = None  # the old topic's, until a fetch from the new one answers
+            else:
+                self.stale.pop(tp, None)
+            now, position = PartitionView(tid, end), consumer.position(tp)
+            reason = reset_reason(self.seen.get(tp), now, position)
+            if reason is not None:
+                before = self.seen.get(tp)
+                logger.warning(
+                    "drift consumer: topic %s partition %d was replaced (%s: topic id %s -> %s, end %s -> %s, "
+                    "read position %d); reading it again from offset 0",
+                    topic, tp.partition, reason, before and before.topic_id, tid, before and before.end, now.end,
+                    position,
+                )  # fmt: skip
+                self.metrics.resets.labels(reason).inc()
+                consumer.seek_to_beginning(tp)
+                position = consumer.position(tp)
+                consumer.commit()  # else a restart would find the old offset beyond the end and reset again
+                if before is not None and now.end is not None and now.end == before.end:
+                    # Unchanged since the old topic's last check: likely still the old topic's.
+                    self.stale[tp], now = now.end, PartitionView(tid, None)
+            self.seen[tp] = now
+            lag += max((now.end or 0) - position, 0)
+        self.metrics.lag.set(lag)
+        self.metrics.broker_up.set(1)

@@ -9,11 +9,33 @@ standard error under the training distribution:
 
 where n is the number of values in the window. Under no drift z is roughly
 standard normal; a shift of k reference standard deviations gives z ~ k*sqrt(n).
+
+Values are taken within ±MAX_ABS (in_range(); the consumer drops rows with
+a value beyond it: a square of 1e200 overflows, one of 1e150 swamps every
+variance it joins). Within it nothing here raises: squares are products,
+and the window's running sum is recounted exactly when a large value
+leaves it, so one huge input cannot leave the window mean wrong after it is
+gone. A reference without a positive, finite standard deviation (a feature
+constant in training) has no z-score: zscore() returns None and
+usable_spread() tells the consumer why.
 """
 
 import math
 from collections import deque
 from dataclasses import dataclass, field
+
+MAX_ABS = 1e100  # beyond this a value's square swamps (or overflows) every sum it joins
+EXACT_BELOW = 2.0**20  # evicting a larger value from the window triggers an exact recount
+
+
+def in_range(x: float) -> bool:
+    """True for a finite value the statistics take: |x| <= MAX_ABS."""
+    return -MAX_ABS <= x <= MAX_ABS
+
+
+def usable_spread(std) -> bool:
+    """True if a reference standard deviation can scale a z-score: a positive, finite number."""
+    return isinstance(std, (int, float)) and not isinstance(std, bool) and 0 < std < math.inf
 
 
 @dataclass
@@ -36,7 +58,7 @@ class Welford:
         if k == 0:
             return
         mean_b = math.fsum(xs) / k
-        m2_b = math.fsum((x - mean_b) ** 2 for x in xs)
+        m2_b = math.fsum((x - mean_b) * (x - mean_b) for x in xs)  # a product: inf, never OverflowError
         n = self.n + k
         delta = mean_b - self.mean
         self.mean += delta * k / n
@@ -54,17 +76,19 @@ class Welford:
 
 @dataclass
 class Window:
-    """The last `size` values, their count and mean (a running sum; features are bounded)."""
+    """The last `size` values, their count and mean.
+
+    A running sum, made exact again (fsum of the window) whenever a value of
+    magnitude over EXACT_BELOW leaves it: subtracting a large value from a
+    float sum loses the small ones added while it was there.
+    """
 
     size: int
     values: deque = field(default_factory=deque)
     total: float = 0.0
 
     def add(self, x: float) -> None:
-        self.values.append(x)
-        self.total += x
-        if len(self.values) > self.size:
-            self.total -= self.values.popleft()
+        self.add_many([x])
 
     def add_many(self, xs: list[float]) -> None:
         if len(xs) >= self.size:  # the window is the last `size` of them: start afresh, exactly
@@ -73,8 +97,13 @@ class Window:
             return
         self.values.extend(xs)
         self.total += math.fsum(xs)
+        recount = False
         while len(self.values) > self.size:
-            self.total -= self.values.popleft()
+            x = self.values.popleft()
+            self.total -= x
+            recount = recount or not -EXACT_BELOW <= x <= EXACT_BELOW
+        if recount or not math.isfinite(self.total):
+            self.total = math.fsum(self.values)
 
     @property
     def n(self) -> int:
@@ -86,14 +115,9 @@ class Window:
 
 
 def zscore(window_mean: float, n: int, ref_mean: float, ref_std: float, min_samples: int) -> float | None:
-    """z of a window mean against the reference; None below min_samples values.
-
-    Raises:
-        ValueError: if the reference standard deviation is not positive.
-    """
-    if ref_std <= 0 or not math.isfinite(ref_std):
-        raise ValueError(f"reference std must be positive, got {ref_std}")
-    if n < max(min_samples, 1):
+    """z of a window mean against the reference; None below min_samples values,
+    or if the reference has no usable spread (see usable_spread)."""
+    if not usable_spread(ref_std) or n < max(min_samples, 1):
         return None
     return (window_mean - ref_mean) / (ref_std / math.sqrt(n))
 

@@ -49,7 +49,13 @@ swapcheck: install  ## 20 swaps and a deploy under wrk -c50 load; prints the fai
 drift-demo: install  ## simulator: 1,000 inputs, x1 shifted by 1 std after 400 (needs make up); see the Drift dashboard
 	$(PY) -m simulator.kafka_producer --messages 1000 --feature x1 --shift 1 --drift-after 400
 
-.PHONY: render-compose compose-config
+.PHONY: render-compose compose-config images test-compose
+
+images: install  ## build the compose stack's images from Debian bookworm, no registry needed (BASE_IMAGE=...)
+	$(PY) -m twinserve.images $(if $(BASE_IMAGE),--base "$(BASE_IMAGE)")
+
+test-compose: install  ## Docker Engine (started if none runs), images, docker-compose up, end-to-end checks, down
+	$(PY) -m pytest -m compose tests/compose
 
 render-compose: install  ## render compose/rendered/ from config/stack.compose.yaml (a unit test fails when stale)
 	@$(PY) -m twinserve render-compose

@@ -58,13 +58,19 @@ def render_nginx(stack: Stack) -> str:
     )
 
 
-def render_torchserve(stack: Stack, colour: str, archives: dict[str, str]) -> str:
+TORCHSERVE_APIS = ("inference", "management", "metrics", "grpc")
+
+
+def render_torchserve(stack: Stack, colour: str, archives: dict[str, str], binds: dict[str, str] | None = None) -> str:
     """config.properties for one colour.
 
     Args:
         archives: {model name: archive file name in the colour's store} to load at start.
+        binds: {API of TORCHSERVE_APIS: bind address}; default torchserve.host for each (natively
+            loopback; a compose colour binds each API to the address of the network that may reach it).
     """
     return _template(TORCHSERVE_TEMPLATE).render(
+        bind={api: stack.torchserve.host for api in TORCHSERVE_APIS} | dict(binds or {}),
         ts=stack.torchserve,
         colour=stack.colours[colour],
         store=stack.colour_store(colour),

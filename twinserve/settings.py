@@ -109,6 +109,7 @@ class Colour:
     grpc_inference_port: int
     grpc_management_port: int
     host: str | None = None  # where clients reach this colour; default: torchserve.host
+    management_host: str | None = None  # where the control plane reaches its management API; default: host
 
     @property
     def ports(self) -> list[int]:
@@ -187,7 +188,8 @@ class Stack:
         return f"http://{self.colour_host(colour)}:{self.colours[colour].inference_port}"
 
     def management_url(self, colour: str) -> str:
-        return f"http://{self.colour_host(colour)}:{self.colours[colour].management_port}"
+        host = self.colours[colour].management_host or self.colour_host(colour)
+        return f"http://{host}:{self.colours[colour].management_port}"
 
 
 def _path(value, root: Path) -> Path:

@@ -65,5 +65,5 @@ compose-config: install  ## docker-compose config: validate docker-compose.yml a
 	for profile in $$(docker-compose config --profiles); do docker-compose --profile $$profile config -q || exit 1; done
 
 pipeline: install  ## ship MODEL (VERSION, SEED, APPROVE=1): test, train, archive, staging, gates, promote, bake (needs make up)
-	$(PY) -m twinserve.pipeline run --model-dir "$(or $(MODEL),models/regressor)" \
+	@python3 -I twinserve/doorway.py pipeline run --model-dir "$(or $(MODEL),models/regressor)" \
 		$(if $(VERSION),--version "$(VERSION)") $(if $(SEED),--seed "$(SEED)") $(if $(APPROVE),--approve)

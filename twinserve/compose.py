@@ -13,6 +13,7 @@ unit test fails when those files fall behind the templates or the description.
 
 import dataclasses
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,9 +70,10 @@ def prometheus_hosts(stack: Stack, compose: ComposeSettings) -> dict[str, str]:
     }  # fmt: skip
 
 
-def nginx_conf(stack: Stack) -> str:
+def nginx_conf(stack: Stack, root: Path = REPO_ROOT) -> str:
     """The native template's rendering, with the repository's nginx/ folder where the image has it."""
-    return render_nginx(stack).replace(str(REPO_ROOT / "nginx"), NGINX_DIR)
+    # Only the path itself, not the same letters inside another one (/var/lib/twinserve/nginx).
+    return re.sub(rf"(?<![\w./-]){re.escape(str(root / 'nginx'))}(?=/|\b)", NGINX_DIR, render_nginx(stack))
 
 
 def rendered(stack: Stack, compose: ComposeSettings, source: Path = COMPOSE_STACK) -> dict[str, str]:

@@ -23,6 +23,7 @@ from twinserve.settings import REPO_ROOT
 
 PROJECT = "twinserve-test"
 PUBLISHED = ("NGINX", "PROMETHEUS", "ALERTMANAGER", "ALERTS", "GRAFANA")
+FIGURES: dict[str, str] = {}  # what the run measured, printed at the end (docs/compose.md quotes them)
 LOGS = REPO_ROOT / "var" / "compose"
 
 
@@ -63,6 +64,10 @@ def images(engine):
     with (LOGS / "images.log").open("w") as log:
         built = subprocess.run([sys.executable, "-m", "twinserve.images"], stdout=log, stderr=subprocess.STDOUT)
     assert built.returncode == 0, (LOGS / "images.log").read_text()[-3000:]
+    FIGURES["make images"] = f"{time.monotonic() - start:.0f} s"
+    for line in (LOGS / "images.log").read_text().splitlines():
+        if line.startswith(("base:", "twinserve")):
+            FIGURES[line.split()[0].rstrip(":")] = line.split(None, 1)[1].strip()
     return time.monotonic() - start
 
 
@@ -70,6 +75,7 @@ class Compose:
     """docker-compose on the test project, with the host ports it published."""
 
     def __init__(self):
+        self.figures = FIGURES
         self.ports = {name: free_port() for name in PUBLISHED}
         self.env = {
             **os.environ,
@@ -138,6 +144,13 @@ def compose(images):
         LOGS.mkdir(parents=True, exist_ok=True)
         (LOGS / "stack.log").write_text(logs.stdout)
         stack.run("down", "-v", "--remove-orphans", check=False)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("compose stack: measured")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}")
 
 
 def wait_for(check, timeout: float, every: float = 2.0):

@@ -239,7 +239,7 @@ def test_the_twinserve_image_reads_the_compose_stack_from_the_mounted_repository
         assert env["TWINSERVE_STACK"] == f"{root}/{COMPOSE_STACK.relative_to(REPO_ROOT)}"
         m = mounts(service)
         for folder in ("twinserve", "config", "models", "simulator"):
-            assert m[f"{root}/{folder}"][0] == f"./{folder}", (service, folder)
+            assert m.get(f"{root}/{folder}", m.get(root, ("?",)))[0] in (f"./{folder}", "."), (service, folder)
         assert m[str(STACK.model_store)][0] == rel(REPO_ROOT / "model_store")
         assert m[str(STACK.var_dir)] == ("var", "rw")
         assert STACK.model_store == Path(root) / "model_store"

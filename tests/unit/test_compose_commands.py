@@ -36,6 +36,16 @@ def test_compose_mode_runs_the_same_verb_in_a_one_off_control_container():
     ]  # fmt: skip
 
 
+def test_the_pipeline_runs_its_own_module_in_either_mode():
+    assert doorway.command("pipeline", ["run", "--approve"], "native", ROOT) == [
+        "/repo/.venv/bin/python", "-m", "twinserve.pipeline", "run", "--approve",
+    ]  # fmt: skip
+    assert doorway.command("pipeline", ["show"], "compose", ROOT)[-5:] == [
+        "control", "python", "-m", "twinserve.pipeline", "show",
+    ]  # fmt: skip
+    assert '@python3 -I twinserve/doorway.py pipeline run --model-dir' in (REPO_ROOT / "Makefile").read_text()
+
+
 def test_the_control_service_exists_and_the_compose_file_is_the_root_one():
     assert doorway.ROOT == REPO_ROOT
     services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]

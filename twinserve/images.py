@@ -84,12 +84,14 @@ def ensure_base(base: str) -> str:
         return base
     if base != DEFAULT_BASE:
         raise SystemExit(f"images: error: cannot pull BASE_IMAGE={base}: {pulled.stderr.strip()}")
-    reason = pulled.stderr.strip().splitlines()[-1] if pulled.stderr.strip() else "no registry"
+    reason = pulled.stderr.strip().splitlines()[-1].split(": ")[-1] if pulled.stderr.strip() else "no registry"
     if has_image(DEBOOTSTRAP_TAG):
         print(f"base: {DEBOOTSTRAP_TAG} (made earlier with debootstrap; {base} cannot be pulled: {reason})")
         return DEBOOTSTRAP_TAG
     print(f"base: {DEBOOTSTRAP_TAG}, made now with debootstrap ({base} cannot be pulled: {reason})")
+    start = time.monotonic()
     make_debootstrap_base(DEBOOTSTRAP_TAG)
+    print(f"base: {DEBOOTSTRAP_TAG} made in {time.monotonic() - start:.0f} s")
     return DEBOOTSTRAP_TAG
 
 
@@ -152,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     base = ensure_base(args.base)
     wheelhouse = CACHE / "wheelhouse"
+    filled = time.monotonic()
     fill_wheelhouse(args.pip, wheelhouse)
+    print(f"wheelhouse: {wheelhouse} filled in {time.monotonic() - filled:.0f} s")
     contexts = {"twinserve": wheelhouse, "nginx": ROOT, "monitoring": ROOT / "compose" / "monitoring"}
     took = {}
     for name, context in contexts.items():

@@ -66,8 +66,9 @@ def images(engine):
     assert built.returncode == 0, (LOGS / "images.log").read_text()[-3000:]
     FIGURES["make images"] = f"{time.monotonic() - start:.0f} s"
     for line in (LOGS / "images.log").read_text().splitlines():
-        if line.startswith(("base:", "twinserve")):
-            FIGURES[line.split()[0].rstrip(":")] = line.split(None, 1)[1].strip()
+        if line.startswith(("base:", "wheelhouse:", "twinserve")):
+            name, value = line.split(None, 1)
+            FIGURES[name] = "; ".join(filter(None, (FIGURES.get(name), value.strip())))
     return time.monotonic() - start
 
 

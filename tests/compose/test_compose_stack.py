@@ -125,7 +125,7 @@ def test_ten_swaps_under_load_fail_no_request(compose):
         for _ in range(10):
             done = compose.script("swap_deploy.sh")
             assert done.returncode == 0, done.stderr
-            seen.append(production(compose))
+            seen.append(predict(compose).headers["X-Served-By"])
     finally:
         report = load.stop()
     compose.figures["10 swaps under wrk -t2 -c50 on /predict"] = (

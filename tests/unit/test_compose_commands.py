@@ -43,7 +43,7 @@ def test_the_pipeline_runs_its_own_module_in_either_mode():
     assert doorway.command("pipeline", ["show"], "compose", ROOT)[-5:] == [
         "control", "python", "-m", "twinserve.pipeline", "show",
     ]  # fmt: skip
-    assert '@python3 -I twinserve/doorway.py pipeline run --model-dir' in (REPO_ROOT / "Makefile").read_text()
+    assert "@python3 -I twinserve/doorway.py pipeline run --model-dir" in (REPO_ROOT / "Makefile").read_text()
 
 
 def test_the_control_service_exists_and_the_compose_file_is_the_root_one():

@@ -61,6 +61,7 @@ def test_compose_nginx_listens_inside_the_network_with_debian_s_lua_module():
 
 def test_compose_nginx_names_no_path_of_this_checkout():
     """The repository's nginx/ folder (Lua files) is where the image copies it, not where this clone is."""
+
     def names_checkout(conf: str) -> bool:
         return re.search(rf"(?<![\w./-]){re.escape(str(REPO_ROOT))}/", conf) is not None
 

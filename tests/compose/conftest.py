@@ -68,6 +68,7 @@ def images(engine):
     for line in (LOGS / "images.log").read_text().splitlines():
         if line.startswith(("base:", "wheelhouse:", "twinserve")):
             name, value = line.split(None, 1)
+            name = name.rstrip(":")
             FIGURES[name] = "; ".join(filter(None, (FIGURES.get(name), value.strip())))
     return time.monotonic() - start
 
@@ -145,6 +146,16 @@ def compose(images):
         LOGS.mkdir(parents=True, exist_ok=True)
         (LOGS / "stack.log").write_text(logs.stdout)
         stack.run("down", "-v", "--remove-orphans", check=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    """A bare `pytest` collects tests/ whole: these run only when asked for (`-m compose`)."""
+    if "compose" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="builds images and runs Docker: `make test-compose` (-m compose)")
+    for item in items:
+        if "compose" in item.keywords:
+            item.add_marker(skip)
 
 
 def pytest_terminal_summary(terminalreporter):

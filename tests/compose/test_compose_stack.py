@@ -2,8 +2,8 @@
 
 In file order: the stack turns healthy; the seed request and a bad input; network isolation;
 a deploy to staging, swaps under wrk load, a rollback, `make pipeline`, state across `down` +
-`up`; drift in Prometheus; every target up; an alert when a colour's container stops; `down`
-leaves nothing. Figures (time to healthy, the swaps' wrk report) are printed in the summary.
+`up`; drift in Prometheus; every target up; a killed process restarted; an alert when a colour's container
+stops; `down` leaves nothing. Figures (time to healthy, the swaps' wrk report) are printed in the summary.
 """
 
 import json
@@ -198,6 +198,20 @@ def test_every_prometheus_target_is_up(compose):
     assert found, targets()
     jobs = {name.split()[0] for name in found}
     assert {"torchserve", "nginx", "nginx_exporter", "twinserve", "drift", "node", "prometheus"} <= jobs, jobs
+
+
+def test_a_service_whose_process_dies_is_restarted(compose):
+    """Supervision in compose is the restart policy: the exporter's process is killed, Docker starts it again."""
+
+    def restarts() -> int:
+        [container] = compose.containers("exporter")
+        return container["RestartCount"]
+
+    before = restarts()
+    kill = "import os, signal; os.kill(1, signal.SIGTERM)"  # PID 1 is the init, which passes it on
+    compose.run("exec", "-T", "exporter", "python", "-c", kill, check=False)
+    assert wait_for(lambda: restarts() > before, timeout=60, every=1), "the exporter was not restarted"
+    assert wait_for(lambda: "exporter" not in " ".join(compose.unhealthy()), timeout=90, every=2)
 
 
 def test_a_stopped_colour_reaches_the_alert_receiver(compose):

@@ -274,3 +274,45 @@ def test_container_archives_builds_each_initial_version_as_make_up_does(compose_
     assert container.main(["archives"]) == 0
     assert built == [(REPO_ROOT / "models" / "regressor", "1.0")]
     assert capsys.readouterr().out == "archives: regressor-1.0.mar\n"
+
+
+# --- the control plane against TorchServe in a container ----------------------
+
+
+class Answer:
+    def __init__(self, status: int, message: str = ""):
+        self.status_code, self.text = status, message
+
+    def json(self):
+        return {"message": self.text}
+
+
+INTERRUPTED = "Interrupted while cleaning resources: regressor"
+
+
+@pytest.mark.parametrize(
+    "answers,raises,deletes",
+    [
+        ([Answer(500, INTERRUPTED), Answer(200)], None, 2),
+        ([Answer(500, INTERRUPTED), Answer(500, INTERRUPTED)], "HTTP 500", 2),
+        ([Answer(500, "something else"), Answer(200)], "something else", 1),
+    ],
+)
+def test_unregister_repeats_a_delete_that_torchserve_interrupted_once(monkeypatch, answers, raises, deletes):
+    from twinserve import torchserve
+    from twinserve.errors import ServiceError
+
+    calls = []
+
+    def request(method, url, **kwargs):
+        calls.append((method, url))
+        return answers.pop(0)
+
+    monkeypatch.setattr(torchserve.requests, "request", request)
+    client = torchserve.Management(load_stack(DEFAULT_STACK), "green")
+    if raises:
+        with pytest.raises(ServiceError, match=raises):
+            client.unregister("regressor", "1.0")
+    else:
+        client.unregister("regressor", "1.0")
+    assert calls == [("DELETE", f"{client.url}/models/regressor/1.0")] * deletes

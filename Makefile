@@ -53,7 +53,13 @@ swapcheck: install  ## 20 swaps and a deploy under wrk -c50 load; prints the fai
 drift-demo: install  ## simulator: 1,000 inputs, x1 shifted by 1 std after 400 (needs make up); see the Drift dashboard
 	$(PY) -m simulator.kafka_producer --messages 1000 --feature x1 --shift 1 --drift-after 400
 
-.PHONY: render-compose compose-config
+.PHONY: render-compose compose-config images test-compose
+
+images: install  ## build the compose stack's images from Debian bookworm, no registry needed (BASE_IMAGE=...)
+	$(PY) -m twinserve.images $(if $(BASE_IMAGE),--base "$(BASE_IMAGE)")
+
+test-compose: install  ## Docker Engine (started if none runs), images, docker-compose up, end-to-end checks, down
+	$(PY) -m pytest -m compose tests/compose
 
 render-compose: install  ## render compose/rendered/ from config/stack.compose.yaml (a unit test fails when stale)
 	@$(PY) -m twinserve render-compose
@@ -63,5 +69,5 @@ compose-config: install  ## docker-compose config: validate docker-compose.yml a
 	for profile in $$(docker-compose config --profiles); do docker-compose --profile $$profile config -q || exit 1; done
 
 pipeline: install  ## ship MODEL (VERSION, SEED, APPROVE=1): test, train, archive, staging, gates, promote, bake (needs make up)
-	$(PY) -m twinserve.pipeline run --model-dir "$(or $(MODEL),models/regressor)" \
+	@python3 -I twinserve/doorway.py pipeline run --model-dir "$(or $(MODEL),models/regressor)" \
 		$(if $(VERSION),--version "$(VERSION)") $(if $(SEED),--seed "$(SEED)") $(if $(APPROVE),--approve)

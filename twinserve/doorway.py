@@ -8,6 +8,7 @@ where, so the shell scripts decide nothing. Standard library only: the host
 needs no .venv to drive the compose stack.
 
     python3 -I twinserve/doorway.py <verb> [args...]
+    python3 -I twinserve/doorway.py pipeline <command> [args...]   # python -m twinserve.pipeline (make pipeline)
 """
 
 import os
@@ -28,14 +29,16 @@ def container_path(arg: str, root: Path, cwd: Path) -> str:
 
 
 def command(verb: str, args: list[str], mode: str, root: Path = ROOT, cwd: Path | None = None) -> list[str]:
-    """The argv that runs `python -m twinserve <verb> <args>` on the stack of `mode`."""
+    """The argv that runs `python -m twinserve <verb> <args>` (verb `pipeline`: `python -m twinserve.pipeline
+    <args>`) on the stack of `mode`."""
+    module = ["twinserve.pipeline"] if verb == "pipeline" else ["twinserve", verb]
     if mode == "native":
-        return [str(root / ".venv" / "bin" / "python"), "-m", "twinserve", verb, *args]
+        return [str(root / ".venv" / "bin" / "python"), "-m", *module, *args]
     if mode == "compose":
         if verb in PATH_ARGUMENT_VERBS and args:
             args = [container_path(args[0], root, cwd or Path.cwd()), *args[1:]]
         compose = ["docker-compose", "-f", str(root / "docker-compose.yml")]
-        return [*compose, "run", "--rm", "-T", CONTROL_SERVICE, "python", "-m", "twinserve", verb, *args]
+        return [*compose, "run", "--rm", "-T", CONTROL_SERVICE, "python", "-m", *module, *args]
     raise ValueError(f"TWINSERVE_MODE={mode!r}; expected one of {', '.join(MODES)}")
 
 

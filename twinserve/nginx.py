@@ -94,7 +94,7 @@ def publish_keys(stack: Stack) -> list[str]:
     until Nginx has the new one, that colour's answers through Nginx are 503s.
     """
     published = []
-    for colour in stack.colours:
+    for colour in stack.colours if stack.torchserve.token_auth else ():
         try:
             key = torchserve.read_key(stack, colour, "inference")
         except ServiceError:

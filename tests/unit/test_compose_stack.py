@@ -36,22 +36,36 @@ def test_every_port_comes_from_the_native_stack(native, compose):
     assert set(written) <= {"grafana_port", "kafka_controller_port"}, written
 
 
-def test_compose_hosts_are_service_names_and_listeners_are_all_interfaces(native, compose):
+def test_compose_hosts_are_network_aliases_and_listeners_are_all_interfaces(native, compose):
     stack, settings = compose
-    assert stack.nginx.url == f"http://nginx:{native.nginx.port}"
-    assert stack.nginx.listen_host == "0.0.0.0" and stack.nginx.modules_dir is None
-    assert stack.inference_url("blue") == f"http://torchserve_blue:{native.colours['blue'].inference_port}"
-    assert stack.management_url("green") == f"http://torchserve_green:{native.colours['green'].management_port}"
-    assert stack.torchserve.host == "0.0.0.0"
-    assert stack.drift.bootstrap == f"kafka:{native.drift.broker_port}"
+    assert stack.nginx.url == f"http://nginx.control:{native.nginx.port}"
+    assert stack.nginx.listen_host == "0.0.0.0" and stack.nginx.modules_dir == native.nginx.modules_dir
+    assert stack.inference_url("blue") == f"http://blue.serving:{native.colours['blue'].inference_port}"
+    assert stack.management_url("green") == f"http://green.control:{native.colours['green'].management_port}"
+    assert stack.drift.bootstrap == f"broker:{native.drift.broker_port}"
     assert settings.publish_address == "127.0.0.1"
     assert stack.var_dir == Path("/var/lib/twinserve") and stack.state_dir == Path("/var/lib/twinserve/state")
+
+
+def test_the_admin_server_allows_the_admin_networks_only(compose, tmp_path):
+    stack, settings = compose
+    assert stack.nginx.admin_allow == ("172.29.2.0/24", "172.29.3.0/24")
+    raw = yaml.safe_load(COMPOSE_STACK.read_text())
+    raw["extends"] = str(DEFAULT_STACK)
+    raw["compose"]["admin_networks"] = ["control", "elsewhere"]
+    with pytest.raises(ConfigError, match="admin_networks"):
+        load(write(tmp_path / "c.yaml", raw))
+    raw["compose"]["admin_networks"] = ["control"]
+    raw["compose"]["networks"]["control"] = "172.29.2.0/33"
+    with pytest.raises(ConfigError, match="compose.networks"):
+        load(write(tmp_path / "c.yaml", raw))
 
 
 def test_the_native_stack_keeps_its_defaults(native):
     assert native.nginx.listen_host == native.nginx.host == "127.0.0.1"
     assert native.nginx.admin_allow == ()
     assert native.colour_host("green") == native.torchserve.host
+    assert native.management_url("green") == f"http://127.0.0.1:{native.colours['green'].management_port}"
     assert native.drift.bootstrap == f"127.0.0.1:{native.drift.broker_port}"
 
 
@@ -115,9 +129,9 @@ def test_prometheus_targets_each_service_by_name(compose):
     targets = {t for job in scrape["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
     m = stack.monitoring
     assert targets == {
-        f"torchserve_blue:{stack.colours['blue'].metrics_port}",
-        f"torchserve_green:{stack.colours['green'].metrics_port}",
-        f"nginx:{stack.nginx.admin_port}",
+        f"blue.monitoring:{stack.colours['blue'].metrics_port}",
+        f"green.monitoring:{stack.colours['green'].metrics_port}",
+        f"nginx.monitoring:{stack.nginx.admin_port}",
         f"nginx_exporter:{m.nginx_exporter_port}",
         f"exporter:{m.exporter_port}",
         f"drift_consumer:{stack.drift.consumer_metrics_port}",

@@ -119,7 +119,8 @@ function M.route(route)
     end
     local colour = route == "test" and M.other(production) or production
     ngx.var.colour = colour
-    ngx.var.ts_authorization = "Bearer " .. (ngx.shared[config.dict]:get("key|" .. colour) or "none")
+    local key = ngx.shared[config.dict]:get("key|" .. colour)
+    ngx.var.ts_authorization = key and ("Bearer " .. key) or ""  -- none: TorchServe refuses (400), we say 503
 end
 
 -- Rewrite phase of /healthz: the production colour, or 503 while there is none.

@@ -165,16 +165,6 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{name}: {value}")
 
 
-def wait_for(check, timeout: float, every: float = 2.0):
-    """check()'s first truthy value, or its last value after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(every)
-
-
 def prometheus(compose: Compose, query: str) -> list:
     answer = requests.get(f"{compose.url('PROMETHEUS')}/api/v1/query", params={"query": query}, timeout=10)
     return answer.json()["data"]["result"]

@@ -15,12 +15,13 @@ import time
 import pytest
 import requests
 
+from tests.integration.helpers import poll as wait_for
 from twinserve.compose import COMPOSE_STACK, load
 from twinserve.images import VERSION
 from twinserve.settings import REPO_ROOT
 from twinserve.wrk import WrkRun
 
-from .conftest import PROJECT, prometheus, wait_for
+from .conftest import PROJECT, prometheus
 
 pytestmark = pytest.mark.compose
 

@@ -282,6 +282,10 @@ def test_a_worker_dying_mid_request_is_a_json_503_with_retry_after(stack):
             pids = [w["pid"] for d in client.describe("regressor") for w in d["workers"] if w.get("pid")]
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):  # a worker may die on its own meanwhile
+                    # Frozen first, so the frontend hands it a batch it can never answer: the
+                    # kill then always catches requests in flight (a bare kill caught one by chance).
+                    os.kill(pid, signal.SIGSTOP)
+                    time.sleep(0.5)
                     os.kill(pid, signal.SIGKILL)
             if any(a[0] == 503 for a in answers):
                 break

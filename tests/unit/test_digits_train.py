@@ -1,32 +1,17 @@
 """models/digits/train.py: deterministic per seed, at least 95% held-out accuracy, samples and golden set true."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.unit.harness import load_train
+
 DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
 
 
-def load_train():
-    """Import train.py under its own name; its `model` and sys.path changes are not left behind."""
-    saved_path, saved_model = list(sys.path), sys.modules.pop("model", None)
-    try:
-        spec = importlib.util.spec_from_file_location("digits_train", DIGITS / "train.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved_path
-        sys.modules.pop("model", None)
-        if saved_model is not None:
-            sys.modules["model"] = saved_model
-    return module
-
-
-train = load_train()
+train = load_train(DIGITS, "digits_train")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 on the digits CNN trained by models/digits/train.py. No TorchServe process, no Kafka."""
 
 import io
-import json
 import logging
 import shutil
 import sys
@@ -14,10 +13,13 @@ import ts_fastpath
 import yaml
 from image_handler import ImageHandler
 from PIL import Image
-from ts.context import Context, RequestProcessor
+from ts.context import Context
+
+from tests.unit.harness import load_train, run_batch
 
 DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
 CONFIG = yaml.safe_load((DIGITS / "model-config.yaml").read_text())
+TRAIN = load_train(DIGITS, "digits_train_for_handler")
 SAMPLES = {k: (DIGITS / "samples" / f"digit-{k}.png").read_bytes() for k in range(10)}
 
 
@@ -26,11 +28,9 @@ def model_dir(tmp_path_factory):
     """A model directory as TorchServe unpacks an archive: model.py and weights trained by train.py."""
     out = tmp_path_factory.mktemp("digits")
     shutil.copy(DIGITS / "model.py", out / "model.py")
-    from tests.unit.test_digits_train import train
-
     threads = torch.get_num_threads()
     try:
-        assert train.main(["--out", str(out / "artifacts"), "--epochs", "30"]) == 0
+        assert TRAIN.main(["--out", str(out / "artifacts"), "--epochs", "30"]) == 0
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
@@ -57,18 +57,6 @@ def handler(context):
     h = ImageHandler()
     h.initialize(context)
     return h
-
-
-def run_batch(handler, context, bodies, headers=None):
-    """One batch: [(status, response headers, decoded answer)] per request."""
-    headers = headers or [{} for _ in bodies]
-    context.request_processor = [RequestProcessor(dict(h)) for h in headers]
-    answers = handler.handle([{"body": b} for b in bodies], context)
-    assert len(answers) == len(bodies)
-    return [
-        (context.get_response_status(i)[0], context.get_response_headers(i), json.loads(a))
-        for i, a in enumerate(answers)
-    ]
 
 
 def test_every_shipped_sample_is_recognised(handler, context):

@@ -1,7 +1,6 @@
 """The TorchServe handler, driven the way TorchServe's worker drives it: initialize() with a Context,
 then handle() per batch with one RequestProcessor per request. No TorchServe process, no Kafka."""
 
-import json
 import logging
 import shutil
 import sys
@@ -13,9 +12,10 @@ import ts_fastpath
 import twinserve_handler
 import yaml
 from tabular_handler import TabularHandler
-from ts.context import Context, RequestProcessor
+from ts.context import Context
 
 from models.regressor.model import RegressorMLP
+from tests.unit.harness import run_batch
 
 REGRESSOR = Path(__file__).resolve().parents[2] / "models" / "regressor"
 HANDLER_CONFIG = yaml.safe_load((REGRESSOR / "model-config.yaml").read_text())
@@ -79,18 +79,6 @@ def handler(context):
     h = TabularHandler()
     h.initialize(context)
     return h
-
-
-def run_batch(handler, context, bodies, headers=None):
-    """One batch: returns [(status, response headers, decoded answer)] per request."""
-    headers = headers or [{} for _ in bodies]
-    context.request_processor = [RequestProcessor(dict(h)) for h in headers]
-    answers = handler.handle([{"body": b} for b in bodies], context)
-    assert len(answers) == len(bodies)
-    return [
-        (context.get_response_status(i)[0], context.get_response_headers(i), json.loads(answer))
-        for i, answer in enumerate(answers)
-    ]
 
 
 def score(model, rows) -> list[float]:

@@ -1,6 +1,5 @@
 """models/regressor/train.py: same seed, same bytes; the golden set is what the model answers."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,24 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.unit.harness import load_train
+
 REGRESSOR = Path(__file__).resolve().parents[2] / "models" / "regressor"
 ARTIFACTS = ("weights.pt", "reference_stats.json", "golden_set.json")
 SMALL = ["--epochs", "3", "--samples", "1024"]  # the same code path as the defaults, in a fraction of the time
 
 
-def load_train():
-    """Import train.py under its own name, without leaving its sys.path change behind."""
-    saved = list(sys.path)
-    try:
-        spec = importlib.util.spec_from_file_location("regressor_train", REGRESSOR / "train.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved
-    return module
-
-
-train = load_train()
+train = load_train(REGRESSOR, "regressor_train")
 
 
 @pytest.fixture(autouse=True)

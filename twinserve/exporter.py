@@ -17,7 +17,7 @@ import requests
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from twinserve import processes
+from twinserve import broker_retention, processes
 from twinserve.errors import ConfigError, ServiceError
 from twinserve.settings import Stack, load_stack
 from twinserve.state import read_production
@@ -110,7 +110,17 @@ class SupervisionCollector:
         for name in self.names:
             up.add_metric([name], 1.0 if processes.running_pid(self.stack, name) else 0.0)
             restarts.add_metric([name], counts.get(name, 0))
+        recycles = broker_retention.read_record(self.stack)
         yield from (up, restarts)
+        yield CounterMetricFamily(
+            "twinserve_broker_recycles", "Restarts of the in-memory broker to bound its memory.",
+            value=recycles["recycles"],
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "twinserve_broker_recycle_lost_messages",
+            "Messages the drift consumer had not read when the broker was recycled.",
+            value=recycles["lost_messages"],
+        )  # fmt: skip
 
 
 def serve(stack: Stack, registry: CollectorRegistry | None = None):

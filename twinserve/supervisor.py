@@ -24,7 +24,10 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from kafka.errors import KafkaError
+
 from twinserve import logrotate, nginx, processes, torchserve
+from twinserve.broker_retention import BROKER, BrokerRetention
 from twinserve.errors import TwinserveError
 from twinserve.settings import Stack, load_stack
 
@@ -66,6 +69,7 @@ class Supervisor:
         self.due: dict[str, float] = {}  # process found dead -> when it will be restarted
         self.colours = {torchserve.process_name(c): c for c in stack.colours}
         self.keys_pending: set[str] = set()  # restarted colours whose new inference key Nginx lacks
+        self.retention = BrokerRetention(stack, self.parts[BROKER].start, log)
 
     def check(self) -> list[str]:
         """One pass: restart every crashed part whose backoff is over; returns what it restarted."""
@@ -115,10 +119,15 @@ class Supervisor:
         self.keys_pending.clear()
 
     def rotate_logs(self) -> None:
+        """Logs past their bound, and the broker past its (twinserve/broker_retention.py)."""
         try:
             logrotate.rotate(self.stack)
         except (TwinserveError, OSError, TimeoutError) as exc:
             log(str(exc))
+        try:
+            self.retention.check()
+        except (TwinserveError, OSError, KafkaError) as exc:
+            log(f"broker recycle failed: {exc}")  # a broker left stopped is restarted by check()
 
     def run(self) -> None:
         cfg = self.stack.supervisor

@@ -95,7 +95,8 @@ def test_only_the_control_network_reaches_the_switch_and_management(compose):
         "inference": f"http://torchserve_blue:{blue.inference_port}/ping",
     }
     control = probe("control", urls)
-    assert control["switch"] == 200 and control["management"] == 200, control
+    # The switch answers the control network, and without the admin token refuses it (401, not 403).
+    assert control["switch"] == 401 and control["management"] == 200, control
     serving = probe("serving", urls)
     assert serving["inference"] == 200, serving
     assert serving["switch"] == 403, serving  # Nginx is there, its admin server refuses this network

@@ -1,6 +1,7 @@
 """Drift detection against the real broker: the stack's publisher and consumer,
 and DriftConsumer driven in-process on topics of its own."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from archiver import build_archive
 from simulator.kafka_producer.stream import Drift, messages
 from twinserve import monitoring, processes
+from twinserve.broker_retention import BrokerRetention, read_record, rss_mb
 from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
 from twinserve.models import archive_for
 from twinserve.settings import REPO_ROOT
@@ -340,3 +342,35 @@ def test_predictions_go_on_while_the_broker_is_down_and_publishing_resumes(stack
         return rows_counted(stack) > before
 
     assert poll(inputs_flow_again, timeout=120, every=3)
+
+
+def test_the_broker_is_recycled_past_its_memory_bound_and_no_row_is_lost(stack, reference):
+    """Finding 5 of issue 13: Tansu's in-memory topic kept every row for ever (~57 MB per million).
+
+    The supervisor's watch, here with a 2 MB bound, takes the running broker's memory as its
+    baseline; 96,000 rows grow it past the bound; once the consumer has caught up the broker is
+    recycled: a new process, the topic made again, the recycle counted, and every row written
+    before and after it counted by the consumer exactly once.
+    """
+    small = dataclasses.replace(stack, drift=dataclasses.replace(stack.drift, topic_max_mb=2))
+    broker = next(s for s in monitoring.services(stack) if s.name == "broker")
+    retention = BrokerRetention(small, lambda: monitoring.start(stack, broker), log=lambda message: None)
+    assert not retention.check()  # the baseline of the running broker
+    old_pid, before = processes.running_pid(stack, "broker"), read_record(stack)
+    rows_before = settled_count(stack)
+    publish(stack, stack.drift.topic, messages("regressor", "1.0", reference, 2000, rows_per_message=48, seed=31))
+    assert poll(lambda: rows_counted(stack) >= rows_before + 96_000 and lag_is_zero(stack), timeout=120)
+    grown = rss_mb(old_pid) - retention.baseline[1]
+    assert grown > 2, f"the broker grew only {grown:.1f} MB"
+
+    assert retention.check()
+    assert processes.running_pid(stack, "broker") not in (None, old_pid)
+    assert read_record(stack) == {"recycles": before["recycles"] + 1, "lost_messages": before["lost_messages"]}
+    exported = scrape(f"http://127.0.0.1:{stack.monitoring.exporter_port}/metrics")
+    assert total(exported, "twinserve_broker_recycles_total") == before["recycles"] + 1
+
+    publish(stack, stack.drift.topic, messages("regressor", "1.0", reference, 100, rows_per_message=3, seed=32))
+    expected = rows_before + 96_000 + 300
+    assert poll(lambda: rows_counted(stack) >= expected, timeout=90), (expected, rows_counted(stack))
+    assert settled_count(stack) == expected
+    assert poll(lambda: lag_is_zero(stack), timeout=30)

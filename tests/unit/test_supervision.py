@@ -2,6 +2,7 @@
 config: real processes (sleep, sh) and real sockets, no servers of the stack."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -169,6 +170,7 @@ def test_logrotate_config_bounds_every_log_of_the_stack(stack):
     assert len(files) == len(set(files)), "logrotate refuses a log named twice"
 
 
+@pytest.mark.skipif(shutil.which("logrotate") is None, reason="no logrotate (make install has it)")
 def test_logrotate_accepts_the_rendered_config(stack):
     path = logrotate.write_config(stack, ["broker"])
     (stack.var_dir / "logs").mkdir(parents=True)

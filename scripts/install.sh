@@ -18,7 +18,7 @@ command -v curl >/dev/null || missing+=(curl)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
 command -v prometheus-nginx-exporter >/dev/null || missing+=(prometheus-nginx-exporter)
-command -v logrotate >/dev/null || missing+=(logrotate)  # run by the stack's supervisor (twinserve/logrotate.py)
+command -v logrotate >/dev/null || missing+=(logrotate)  # run by the stack's supervisor (twinserve/runtime/logrotate.py)
 command -v luacheck >/dev/null || missing+=(lua-check)  # make lint: Nginx's Lua (nginx/lua)
 command -v docker-compose >/dev/null || missing+=(docker-compose)  # validates docker-compose.yml; no engine needed
 

@@ -1,10 +1,10 @@
 """twinserve's command line: each verb calls one function of the control plane.
 
-    up, down, status   twinserve.stack
-    deploy             twinserve.deploy
-    swap, rollback     twinserve.promote
-    which              twinserve.promote
-    render-compose     twinserve.compose (Nginx, Prometheus, Alertmanager files of the compose stack)
+    up, down, status   twinserve.runtime.stack
+    deploy             twinserve.release.deploy
+    swap, rollback     twinserve.release.promote
+    which              twinserve.release.promote
+    render-compose     twinserve.compose.configs (Nginx, Prometheus, Alertmanager files of the compose stack)
 
 A failure prints one line, `twinserve <verb>: error: ...`, and exits non-zero:
 a TwinserveError with its own exit code, and any error of the system, the broker
@@ -21,10 +21,12 @@ import psutil
 import requests
 from kafka.errors import KafkaError
 
-from twinserve import compose, deploy, promote, stack
+from twinserve.compose import configs as compose
 from twinserve.errors import EXIT_FAILED, TwinserveError
+from twinserve.release import deploy, promote
+from twinserve.runtime import stack
 from twinserve.settings import load_stack
-from twinserve.state import exclusive
+from twinserve.store.state import exclusive
 
 
 def _up(s, args):

@@ -148,7 +148,7 @@ class PipelineSettings:
 
 @dataclass(frozen=True)
 class SupervisorSettings:
-    """The native stack's supervisor (twinserve/supervisor.py): restarts and log rotation."""
+    """The native stack's supervisor (twinserve/runtime/supervisor.py): restarts and log rotation."""
 
     check_seconds: float = 1.0  # how often it looks for a process that died
     backoff_max_seconds: float = 60.0  # a crash loop waits 1, 2, 4 ... up to this between restarts

@@ -13,8 +13,8 @@ import time
 
 from simulator.kafka_producer.stream import Drift, messages
 from twinserve.errors import TwinserveError
-from twinserve.models import archive_for
 from twinserve.settings import load_stack
+from twinserve.store.archives import archive_for
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -16,10 +16,10 @@ import pytest
 import requests
 
 from tests.integration.helpers import poll as wait_for
-from twinserve.compose import COMPOSE_STACK, load
-from twinserve.images import VERSION
+from twinserve.compose.configs import COMPOSE_STACK, load
+from twinserve.compose.images import VERSION
 from twinserve.settings import REPO_ROOT
-from twinserve.wrk import WrkRun
+from twinserve.tools.wrk import WrkRun
 
 from .conftest import PROJECT, prometheus
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from archiver import build_archive
-from twinserve import stack as stack_mod
+from twinserve.runtime import stack as stack_mod
 from twinserve.settings import DEFAULT_STACK, REPO_ROOT, Stack, parse_stack
 
 pytestmark = pytest.mark.integration

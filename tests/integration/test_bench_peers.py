@@ -3,9 +3,9 @@
 import pytest
 import requests
 
-from twinserve.bench import peers
-from twinserve.models import archive_for
-from twinserve.state import read_deployments, read_production
+from twinserve.store.archives import archive_for
+from twinserve.store.state import read_deployments, read_production
+from twinserve.tools.bench import peers
 
 pytestmark = pytest.mark.integration
 

@@ -16,12 +16,13 @@ import requests
 
 from archiver import read_metadata
 from tests.integration.conftest import free_ports
-from twinserve import deploy, nginx, promote, torchserve
-from twinserve import stack as stack_mod
 from twinserve.errors import ConfigError, PreflightError
+from twinserve.release import deploy, promote
+from twinserve.runtime import nginx, torchserve
+from twinserve.runtime import stack as stack_mod
 from twinserve.settings import REPO_ROOT
-from twinserve.state import production_file, read_deployments, read_production
-from twinserve.swapcheck import swaps_under_load
+from twinserve.store.state import production_file, read_deployments, read_production
+from twinserve.tools.swapcheck import swaps_under_load
 
 pytestmark = pytest.mark.integration
 ROW = {"data": [0.2, 0.6]}

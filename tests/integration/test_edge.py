@@ -26,16 +26,16 @@ import requests
 
 from tests.integration.conftest import free_ports
 from tests.integration.helpers import poll, scrape, total
-from twinserve import nginx, torchserve
-from twinserve import stack as stack_mod
 from twinserve.errors import ConfigError
 from twinserve.pipeline import record as records
 from twinserve.pipeline.__main__ import run_stage
 from twinserve.pipeline.stages import STAGES
 from twinserve.pipeline.steps import Context
+from twinserve.runtime import nginx, torchserve
+from twinserve.runtime import stack as stack_mod
 from twinserve.settings import REPO_ROOT
-from twinserve.state import admin_token_file, initialise, production_file, read_production
-from twinserve.wrk import WrkRun
+from twinserve.store.state import admin_token_file, initialise, production_file, read_production
+from twinserve.tools.wrk import WrkRun
 
 pytestmark = pytest.mark.integration
 ROW = {"data": [0.2, 0.6]}

@@ -19,8 +19,8 @@ from PIL import Image
 from archiver import build_archive
 from tests.integration.conftest import free_ports
 from tests.integration.helpers import poll
+from twinserve.runtime.torchserve import TORCHSERVE_BIN
 from twinserve.settings import REPO_ROOT
-from twinserve.torchserve import TORCHSERVE_BIN
 
 pytestmark = pytest.mark.integration
 DIGITS = REPO_ROOT / "models" / "digits"

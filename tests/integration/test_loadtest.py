@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from twinserve import loadtest
+from twinserve.pipeline import loadtest
 
 pytestmark = pytest.mark.integration
 

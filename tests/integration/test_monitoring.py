@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from twinserve import stack as stack_mod
-from twinserve import torchserve
-from twinserve.render import REPO_ROOT
-from twinserve.state import read_production
+from twinserve.runtime import stack as stack_mod
+from twinserve.runtime import torchserve
+from twinserve.runtime.render import REPO_ROOT
+from twinserve.store.state import read_production
 
 from .helpers import poll
 

@@ -20,8 +20,8 @@ from tests.integration.conftest import train
 from tests.integration.helpers import poll
 from twinserve.pipeline import record as records
 from twinserve.settings import REPO_ROOT, load_stack
-from twinserve.state import read_production
-from twinserve.wrk import WrkRun
+from twinserve.store.state import read_production
+from twinserve.tools.wrk import WrkRun
 
 pytestmark = pytest.mark.integration
 ROW = {"data": [0.2, 0.6]}

@@ -10,8 +10,8 @@ import requests
 import yaml
 
 from archiver import read_metadata
-from twinserve import processes, torchserve
-from twinserve.state import read_deployments, read_production
+from twinserve.runtime import processes, torchserve
+from twinserve.store.state import read_deployments, read_production
 
 pytestmark = pytest.mark.integration
 

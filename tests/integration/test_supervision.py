@@ -19,10 +19,10 @@ import pytest
 import requests
 
 from tests.integration.helpers import poll, scrape, total
-from twinserve import monitoring, processes
-from twinserve import stack as stack_mod
 from twinserve.errors import ServiceError
-from twinserve.supervisor import SUPERVISOR
+from twinserve.runtime import monitoring, processes
+from twinserve.runtime import stack as stack_mod
+from twinserve.runtime.supervisor import SUPERVISOR
 
 pytestmark = pytest.mark.integration
 

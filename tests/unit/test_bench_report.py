@@ -1,7 +1,15 @@
 """make bench's report: medians, ratios and the target verdicts, from made-up wrk reports."""
 
-from twinserve.bench.__main__ import DEFAULT_TS, FASTAPI, FASTAPI_TUNED, TWINSERVE, round_ratios, summarise, targets
-from twinserve.wrk import WrkReport
+from twinserve.tools.bench.__main__ import (
+    DEFAULT_TS,
+    FASTAPI,
+    FASTAPI_TUNED,
+    TWINSERVE,
+    round_ratios,
+    summarise,
+    targets,
+)
+from twinserve.tools.wrk import WrkReport
 
 
 def report(rps: float, p99: float = 10.0, non_2xx: int = 0, socket_errors: int = 0) -> WrkReport:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from twinserve.broker_retention import Decision, count, decide, read_record
+from twinserve.runtime.broker_retention import Decision, count, decide, read_record
 from twinserve.settings import DEFAULT_STACK, load_stack
 
 

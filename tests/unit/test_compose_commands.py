@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from twinserve import container, doorway
-from twinserve.compose import COMPOSE_FILE, COMPOSE_STACK
+from twinserve import doorway
+from twinserve.compose import services as container
+from twinserve.compose.configs import COMPOSE_FILE, COMPOSE_STACK
 from twinserve.errors import ConfigError
 from twinserve.settings import DEFAULT_STACK, REPO_ROOT, load_stack, parse_stack
-from twinserve.state import write_production
+from twinserve.store.state import write_production
 
 SCRIPTS = {"swap_deploy.sh": "swap", "rollback.sh": "rollback", "which_is_production.sh": "which",
            "deploy_model.sh": "deploy"}  # fmt: skip
@@ -160,7 +161,7 @@ def test_compose_mode_without_docker_compose_says_so(tmp_path):
     assert result.stderr.strip() == "twinserve swap: error: cannot run docker-compose: No such file or directory"
 
 
-# --- twinserve/container.py: the containers' entry points ----------------------
+# --- twinserve/compose/services.py: the containers' entry points ----------------------
 
 
 @pytest.fixture
@@ -184,7 +185,7 @@ BINDS = {"inference": "172.29.1.5", "management": "172.29.2.5", "metrics": "172.
 
 
 def test_container_torchserve_binds_each_api_to_its_network_and_publishes_to_the_broker(compose_stack):
-    """Same function as natively (twinserve.torchserve.command); the compose stack changes only addresses."""
+    """Same function as natively (twinserve.runtime.torchserve.command); the compose stack changes only addresses."""
     archives = {"regressor": "regressor-1.0.mar"}
     argv, env = container.torchserve_command(compose_stack, "green", archives, BINDS)
     config = (compose_stack.colour_dir("green") / "config.properties").read_text()
@@ -199,7 +200,7 @@ def test_container_torchserve_binds_each_api_to_its_network_and_publishes_to_the
 
 
 def test_the_native_torchserve_config_binds_every_api_to_loopback():
-    from twinserve.render import render_torchserve
+    from twinserve.runtime.render import render_torchserve
 
     native = load_stack(DEFAULT_STACK)
     config = render_torchserve(native, "blue", {})
@@ -257,7 +258,7 @@ def test_every_container_command_in_the_compose_file_is_one_main_accepts():
     services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
     for spec in services.values():
         for argv in (spec.get("command", []), spec["healthcheck"]["test"][1:]):
-            if argv[:3] == ["python", "-m", "twinserve.container"]:
+            if argv[:3] == ["python", "-m", "twinserve.compose.services"]:
                 rest = argv[3:]
                 if rest[0] == "health":
                     assert rest[1] in (*container.SERVICES, "stack"), argv
@@ -266,7 +267,7 @@ def test_every_container_command_in_the_compose_file_is_one_main_accepts():
 
 
 def test_container_archives_builds_each_initial_version_as_make_up_does(compose_stack, monkeypatch, capsys):
-    from twinserve import models
+    from twinserve.store import archives as models
 
     built = []
     monkeypatch.setattr(models, "ensure_archive", lambda s, d, v: built.append((d, v)) or Path(f"{d.name}-{v}.mar"))
@@ -304,8 +305,8 @@ INTERRUPTED = "Interrupted while cleaning resources: regressor"
 def test_unregister_repeats_a_delete_that_torchserve_interrupted_once(
     monkeypatch, compose_stack, answers, raises, deletes
 ):
-    from twinserve import torchserve
     from twinserve.errors import ServiceError
+    from twinserve.runtime import torchserve
 
     calls = []
 

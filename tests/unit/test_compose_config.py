@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from twinserve.compose import COMPOSE_FILE
+from twinserve.compose.configs import COMPOSE_FILE
 from twinserve.settings import REPO_ROOT
 
 DOCKER_COMPOSE = shutil.which("docker-compose")

@@ -1,11 +1,11 @@
-"""`make images` (twinserve/images.py) without an engine: what it installs, and how it chooses a base."""
+"""`make images` (twinserve/compose/images.py) without an engine: what it installs, and how it chooses a base."""
 
 import subprocess
 import tomllib
 
 import pytest
 
-from twinserve import images
+from twinserve.compose import images
 from twinserve.settings import REPO_ROOT
 
 
@@ -83,4 +83,4 @@ def test_a_chosen_base_that_cannot_be_had_is_an_error(docker):
 
 def test_make_images_passes_base_image_through():
     makefile = (REPO_ROOT / "Makefile").read_text()
-    assert '$(PY) -m twinserve.images $(if $(BASE_IMAGE),--base "$(BASE_IMAGE)")' in makefile
+    assert '$(PY) -m twinserve.compose.images $(if $(BASE_IMAGE),--base "$(BASE_IMAGE)")' in makefile

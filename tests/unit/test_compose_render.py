@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from twinserve.compose import COMPOSE_STACK, NGINX_DIR, RENDERED_DIR, load, nginx_conf, rendered, write_rendered
-from twinserve.render import PROMETHEUS_RULES, render_nginx
+from twinserve.compose.configs import COMPOSE_STACK, NGINX_DIR, RENDERED_DIR, load, nginx_conf, rendered, write_rendered
+from twinserve.runtime.render import PROMETHEUS_RULES, render_nginx
 from twinserve.settings import DEFAULT_STACK, REPO_ROOT, load_stack
 
 STACK, SETTINGS = load(COMPOSE_STACK)

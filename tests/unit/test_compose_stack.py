@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from twinserve.compose import COMPOSE_STACK, load, prometheus_hosts
+from twinserve.compose.configs import COMPOSE_STACK, load, prometheus_hosts
 from twinserve.errors import ConfigError
-from twinserve.render import render_prometheus
+from twinserve.runtime.render import render_prometheus
 from twinserve.settings import DEFAULT_STACK, load_stack, merge
 
 

@@ -1,6 +1,6 @@
 """Pruning a colour's store after a deploy: only the archive it serves stays."""
 
-from twinserve.deploy import prune_store
+from twinserve.release.deploy import prune_store
 
 
 def touch(store, *names):

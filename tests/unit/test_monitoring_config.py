@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from twinserve.render import ALERTMANAGER_TEMPLATE, PROMETHEUS_RULES, REPO_ROOT, render_alertmanager, render_prometheus
+from twinserve.runtime.render import (
+    ALERTMANAGER_TEMPLATE,
+    PROMETHEUS_RULES,
+    REPO_ROOT,
+    render_alertmanager,
+    render_prometheus,
+)
 from twinserve.settings import DEFAULT_STACK, load_stack
 
 PROMTOOL = shutil.which("promtool")
@@ -115,7 +121,7 @@ def test_prometheus_lifecycle_api_is_off_unless_the_stack_asks_for_it(tmp_path):
     """/-/quit and /-/reload let any local user stop Prometheus: only a stack setting turns them on."""
     import dataclasses
 
-    from twinserve.monitoring import services
+    from twinserve.runtime.monitoring import services
 
     stack = load_stack(DEFAULT_STACK)
     argv = {s.name: s.argv for s in services(stack)}["prometheus"]

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from twinserve.render import LATENCY_BUCKETS, NGINX_LUA
+from twinserve.runtime.render import LATENCY_BUCKETS, NGINX_LUA
 
 pytestmark = pytest.mark.skipif(shutil.which("lua5.1") is None, reason="lua5.1 not installed (lua-check brings it)")
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from twinserve.errors import ConfigError
-from twinserve.render import (
+from twinserve.runtime.render import (
     ALERTMANAGER_TEMPLATE,
     EARLY_ERRORS,
     NGINX_ERRORS,

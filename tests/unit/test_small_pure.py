@@ -10,13 +10,13 @@ import pytest
 import yaml
 from requests.structures import CaseInsensitiveDict
 
-from twinserve import smoke
-from twinserve.alert_receiver import flatten, read_alerts
 from twinserve.errors import PreflightError
-from twinserve.loadtest import Aggregate, Thresholds, judge, read_aggregate
-from twinserve.models import next_version
+from twinserve.observe.alert_receiver import flatten, read_alerts
+from twinserve.pipeline.loadtest import Aggregate, Thresholds, judge, read_aggregate
+from twinserve.release import smoke
 from twinserve.settings import DEFAULT_STACK, parse_stack
-from twinserve.wrk import WrkReport, parse_report
+from twinserve.store.archives import next_version
+from twinserve.tools.wrk import WrkReport, parse_report
 
 # --- smoke.problem_with ------------------------------------------------------
 

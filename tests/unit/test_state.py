@@ -1,4 +1,4 @@
-"""twinserve/state.py: which colour is production, kept in a file that is replaced atomically."""
+"""twinserve/store/state.py: which colour is production, kept in a file that is replaced atomically."""
 
 import copy
 import os
@@ -6,9 +6,9 @@ import os
 import pytest
 import yaml
 
-from twinserve import state
 from twinserve.errors import ConfigError, PreflightError
 from twinserve.settings import DEFAULT_STACK, load_stack, parse_stack
+from twinserve.store import state
 
 RAW = yaml.safe_load(DEFAULT_STACK.read_text())
 

@@ -14,11 +14,12 @@ import pytest
 import yaml
 from kafka.errors import KafkaTimeoutError
 
-from twinserve import cli, logrotate, processes
-from twinserve import stack as stack_mod
+from twinserve import cli
 from twinserve.errors import ServiceError
+from twinserve.runtime import logrotate, processes
+from twinserve.runtime import stack as stack_mod
+from twinserve.runtime.supervisor import SUPERVISOR, Backoff
 from twinserve.settings import DEFAULT_STACK, parse_stack
-from twinserve.supervisor import SUPERVISOR, Backoff
 
 
 @pytest.fixture
@@ -140,7 +141,7 @@ def test_every_part_knows_its_ports_and_they_are_the_stack_ports(stack):
 
 
 def test_the_colour_runs_as_the_jvm_with_the_stack_settings(stack):
-    from twinserve import torchserve
+    from twinserve.runtime import torchserve
 
     argv, env = torchserve.command(stack, "blue", {"regressor": "regressor-1.0.mar"})
     assert argv[0].endswith("java") and torchserve.FRONTEND_CLASS in argv
@@ -184,7 +185,7 @@ def tmp_state(stack):
 
 
 def test_node_exporter_skips_the_systemd_collector_without_systemd(monkeypatch):
-    from twinserve import monitoring
+    from twinserve.runtime import monitoring
 
     flags = monitoring.node_exporter_collectors()
     if os.path.isdir("/run/systemd/system"):
@@ -209,5 +210,5 @@ def test_up_down_status_print_one_line_not_a_traceback(monkeypatch, capsys, erro
 
 
 def test_the_supervisor_module_runs_standalone():
-    done = subprocess.run([sys.executable, "-c", "import twinserve.supervisor"], capture_output=True)
+    done = subprocess.run([sys.executable, "-c", "import twinserve.runtime.supervisor"], capture_output=True)
     assert done.returncode == 0, done.stderr.decode()

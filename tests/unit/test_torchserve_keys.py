@@ -1,4 +1,4 @@
-"""twinserve/torchserve.py's reading of TorchServe 0.12's key_file.json (no server)."""
+"""twinserve/runtime/torchserve.py's reading of TorchServe 0.12's key_file.json (no server)."""
 
 import copy
 import json
@@ -6,8 +6,8 @@ import json
 import pytest
 import yaml
 
-from twinserve import torchserve
 from twinserve.errors import ServiceError
+from twinserve.runtime import torchserve
 from twinserve.settings import DEFAULT_STACK, parse_stack
 
 RAW = yaml.safe_load(DEFAULT_STACK.read_text())

@@ -18,15 +18,15 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from archiver.build import VERSION_RE
-from twinserve import nginx
 from twinserve.errors import EXIT_USAGE, ConfigError, TwinserveError
-from twinserve.models import next_version
 from twinserve.pipeline import record as records
 from twinserve.pipeline import stages
 from twinserve.pipeline.steps import STEPS, Context
-from twinserve.promote import switch_to
+from twinserve.release.promote import switch_to
+from twinserve.runtime import nginx
 from twinserve.settings import Stack, load_stack
-from twinserve.state import exclusive, read_production
+from twinserve.store.archives import next_version
+from twinserve.store.state import exclusive, read_production
 
 EXIT_ROLLBACK_FAILED = 3
 LOCKED = ("deploy", "smoke", "promote")  # the stages that change the stack: one change at a time

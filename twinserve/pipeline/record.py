@@ -13,7 +13,7 @@ from pathlib import Path
 
 from twinserve.errors import ConfigError
 from twinserve.settings import Stack
-from twinserve.state import write_atomic
+from twinserve.store.state import write_atomic
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
 

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import requests
 
-from twinserve import deploy, promote
 from twinserve.errors import ConfigError, ServiceError, TwinserveError
-from twinserve.loadtest import Thresholds, judge, run_locust
 from twinserve.pipeline import record as records
+from twinserve.pipeline.loadtest import Thresholds, judge, run_locust
 from twinserve.pipeline.stages import BakeJudge, BakeLimits, BakeSample, alerts_against
+from twinserve.release import deploy, promote
+from twinserve.runtime.torchserve import Management
 from twinserve.settings import REPO_ROOT, Stack
-from twinserve.state import read_production
-from twinserve.torchserve import Management
+from twinserve.store.state import read_production
 
 
 class StageFailed(TwinserveError):

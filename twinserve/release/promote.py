@@ -11,13 +11,13 @@ import contextlib
 
 import requests
 
-from twinserve import nginx
 from twinserve.errors import PreflightError, ServiceError, TwinserveError
-from twinserve.models import archive_for
+from twinserve.release.smoke import run_smoke
+from twinserve.runtime import nginx
+from twinserve.runtime.torchserve import Management, authorization
 from twinserve.settings import Stack
-from twinserve.smoke import run_smoke
-from twinserve.state import read_production, write_production
-from twinserve.torchserve import Management, authorization
+from twinserve.store.archives import archive_for
+from twinserve.store.state import read_production, write_production
 
 
 def which(stack: Stack) -> str:

@@ -27,14 +27,14 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from twinserve.bench import cores, write_report
 from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
 from twinserve.drift.topic import ensure_topic
-from twinserve.models import archive_for
+from twinserve.runtime.torchserve import authorization
 from twinserve.settings import REPO_ROOT, Stack, load_stack
-from twinserve.state import read_deployments, read_production
-from twinserve.torchserve import authorization
-from twinserve.wrk import WrkReport, run
+from twinserve.store.archives import archive_for
+from twinserve.store.state import read_deployments, read_production
+from twinserve.tools.bench import cores, write_report
+from twinserve.tools.wrk import WrkReport, run
 
 PRODUCTION_ROUTE = {"X-Twinserve-Route": "production"}
 
@@ -161,7 +161,7 @@ def consumer_throughput(stack: Stack, model: str, version: str, reference: dict,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m twinserve.bench.drift", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m twinserve.tools.bench.drift", description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--pairs", type=int, default=3, help="interleaved A/B pairs per row")
     parser.add_argument("--seconds", type=int, default=8)

@@ -9,7 +9,7 @@ import jinja2
 
 from twinserve.errors import ConfigError
 from twinserve.settings import REPO_ROOT, Stack
-from twinserve.state import admin_token_file, production_file
+from twinserve.store.state import admin_token_file, production_file
 
 NGINX_TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf.j2"
 NGINX_LUA = REPO_ROOT / "nginx" / "lua"  # the switch and the metrics, loaded by the rendered nginx.conf

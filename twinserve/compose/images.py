@@ -15,7 +15,7 @@ here; pip inside a build does not), at the versions pyproject.toml pins; the bui
 from it with --no-index. Caches live under $TWINSERVE_CACHE (/var/cache/twinserve), outside
 the repository.
 
-    python -m twinserve.images [--base IMAGE]
+    python -m twinserve.compose.images [--base IMAGE]
 """
 
 import argparse
@@ -29,7 +29,7 @@ import time
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("TWINSERVE_CACHE", "/var/cache/twinserve"))
 DEFAULT_BASE = "debian:bookworm-slim"
 DEBOOTSTRAP_TAG = "twinserve-base:bookworm"

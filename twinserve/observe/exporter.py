@@ -7,7 +7,7 @@ and how many production input rows the workers published to the broker or droppe
 Natively also the supervision of the stack's processes: whether each runs and
 how often the supervisor restarted it.
 
-    python -m twinserve.exporter     # listens on monitoring.exporter_port
+    python -m twinserve.observe.exporter     # listens on monitoring.exporter_port
 """
 
 import json
@@ -17,11 +17,11 @@ import requests
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from twinserve import broker_retention, processes
 from twinserve.errors import ConfigError, ServiceError
+from twinserve.runtime import broker_retention, processes
+from twinserve.runtime.torchserve import Management, publisher_stats_dir
 from twinserve.settings import Stack, load_stack
-from twinserve.state import read_production
-from twinserve.torchserve import Management, publisher_stats_dir
+from twinserve.store.state import read_production
 
 
 class ControlPlaneCollector:
@@ -96,7 +96,7 @@ class SupervisionCollector:
     """The native stack's processes, from their pid files and the supervisor's restart record."""
 
     def __init__(self, stack: Stack):
-        from twinserve.stack import SUPERVISOR, parts
+        from twinserve.runtime.stack import SUPERVISOR, parts
 
         self.stack = stack
         self.names = [part.name for part in parts(stack)] + [SUPERVISOR]

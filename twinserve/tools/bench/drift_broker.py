@@ -20,13 +20,13 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from twinserve.bench import cores, write_report
-from twinserve.bench.drift import watch_counter
 from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
 from twinserve.drift.topic import ensure_topic
-from twinserve.monitoring import broker_bin
-from twinserve.processes import wait_ready
+from twinserve.runtime.monitoring import broker_bin
+from twinserve.runtime.processes import wait_ready
 from twinserve.settings import REPO_ROOT
+from twinserve.tools.bench import cores, write_report
+from twinserve.tools.bench.drift import watch_counter
 
 REFERENCE = {"x1": {"mean": 0.5, "std": 0.29}, "x2": {"mean": 0.5, "std": 0.29}}
 TOPIC = "bench-inputs"
@@ -96,7 +96,9 @@ def run(rows: int, rows_per_message: int, compression: str | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m twinserve.bench.drift_broker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m twinserve.tools.bench.drift_broker", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rows-per-message", type=int, nargs="+", default=[500, 48])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench")

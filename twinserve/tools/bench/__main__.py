@@ -27,11 +27,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from twinserve.bench import cores, peers, write_report
-from twinserve.models import archive_for
 from twinserve.settings import REPO_ROOT, load_stack
-from twinserve.state import read_deployments, read_production
-from twinserve.wrk import WrkReport, run
+from twinserve.store.archives import archive_for
+from twinserve.store.state import read_deployments, read_production
+from twinserve.tools.bench import cores, peers, write_report
+from twinserve.tools.wrk import WrkReport, run
 
 TWINSERVE = "twinserve /predict (Nginx)"
 DEFAULT_TS = "TorchServe 0.12 default config, direct"
@@ -143,7 +143,7 @@ def apache_bench(url: str, requests_n: int = 10000, concurrency: int = 200) -> t
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m twinserve.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m twinserve.tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, nargs="+", default=[100, 200])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=8)

@@ -24,8 +24,8 @@ import yaml
 
 from archiver import build_archive
 from twinserve.errors import ServiceError
+from twinserve.runtime.torchserve import TORCHSERVE_BIN
 from twinserve.settings import REPO_ROOT
-from twinserve.torchserve import TORCHSERVE_BIN
 
 
 def free_ports(n: int) -> list[int]:
@@ -126,7 +126,7 @@ def fastapi_uvicorn(archive: Path, workdir: Path, app: str, workers: int = 2):
     """
     model_dir = unpack_model(archive, workdir / "model")
     (port,) = free_ports(1)
-    argv = [sys.executable, "-m", "uvicorn", f"twinserve.bench.fastapi_peer:{app}", "--host", "127.0.0.1",
+    argv = [sys.executable, "-m", "uvicorn", f"twinserve.tools.bench.fastapi_peer:{app}", "--host", "127.0.0.1",
             "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"]  # fmt: skip
     env = {
         "TWINSERVE_PEER_MODEL_DIR": str(model_dir),

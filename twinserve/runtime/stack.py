@@ -3,7 +3,7 @@
 The stack's processes are its parts: the two TorchServe colours and Nginx
 (serving: /predict depends on them) and the side services (broker, monitoring,
 exporters, drift consumer), plus the supervisor that restarts any of them that
-dies (twinserve/supervisor.py). `up` and the supervisor start a part the same
+dies (twinserve/runtime/supervisor.py). `up` and the supervisor start a part the same
 way, so a restarted colour loads the archives the state says it serves.
 
 A side service that fails never costs serving: `up` reports it in one line and
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 from kafka.errors import KafkaError
 
-from twinserve import monitoring, nginx, processes, torchserve
 from twinserve.drift.topic import ensure_topic
 from twinserve.errors import ConfigError, ServiceError, TwinserveError
-from twinserve.models import archive_for, ensure_archive
+from twinserve.runtime import monitoring, nginx, processes, torchserve
+from twinserve.runtime.supervisor import SUPERVISOR
 from twinserve.settings import Stack
-from twinserve.state import initialise, read_deployments, read_production
-from twinserve.supervisor import SUPERVISOR
+from twinserve.store.archives import archive_for, ensure_archive
+from twinserve.store.state import initialise, read_deployments, read_production
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,9 @@ def start_supervisor(stack: Stack) -> int:
 
     log = stack.var_dir / "logs" / f"{SUPERVISOR}.log"
     env = {"TWINSERVE_STACK": str(stack.path)}
-    return processes.start(stack, SUPERVISOR, [sys.executable, "-m", "twinserve.supervisor"], stack.var_dir, env, log)
+    return processes.start(
+        stack, SUPERVISOR, [sys.executable, "-m", "twinserve.runtime.supervisor"], stack.var_dir, env, log
+    )
 
 
 def down(stack: Stack) -> list[str]:

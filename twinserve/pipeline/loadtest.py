@@ -81,7 +81,7 @@ def run_locust(host: str, route: str, users: int, spawn_rate: int, seconds: int,
 
 def main(argv: list[str] | None = None) -> int:
     defaults = Thresholds()
-    parser = argparse.ArgumentParser(prog="python -m twinserve.loadtest", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m twinserve.pipeline.loadtest", description=__doc__.splitlines()[0])
     parser.add_argument("--host", help="default: the stack's Nginx URL")
     parser.add_argument("--route", default="/predict", choices=["/predict", "/test/predict"])
     parser.add_argument("--users", type=int, default=50)

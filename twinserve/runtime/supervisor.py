@@ -1,6 +1,6 @@
 """The native stack's supervisor: restarts a process of the stack that died, rotates logs.
 
-    python -m twinserve.supervisor     # started by `make up`, stopped first by `make down`
+    python -m twinserve.runtime.supervisor     # started by `make up`, stopped first by `make down`
 
 Systemd is not the init system on these machines, so the stack supervises
 itself. Every `check_seconds` it looks at each part (stack.parts): a pid file
@@ -14,7 +14,7 @@ twinserve_process_restarts_total{process}.
 A crash loop backs off: the first crash is restarted at once, a crash within
 `stable_seconds` of the previous restart waits 1 s, then 2, 4 ... up to
 `backoff_max_seconds`. Every `rotate_every_seconds` it runs logrotate
-(twinserve/logrotate.py). If the supervisor itself dies, `make up` starts it
+(twinserve/runtime/logrotate.py). If the supervisor itself dies, `make up` starts it
 again, and `make status` shows it.
 """
 
@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 
 from kafka.errors import KafkaError
 
-from twinserve import logrotate, nginx, processes, torchserve
-from twinserve.broker_retention import BROKER, BrokerRetention
 from twinserve.errors import TwinserveError
+from twinserve.runtime import logrotate, nginx, processes, torchserve
+from twinserve.runtime.broker_retention import BROKER, BrokerRetention
 from twinserve.settings import Stack, load_stack
 
 SUPERVISOR = "supervisor"
@@ -59,7 +59,7 @@ def log(message: str) -> None:
 
 class Supervisor:
     def __init__(self, stack: Stack, clock=time.monotonic):
-        from twinserve.stack import parts  # the stack module starts the supervisor: imported late
+        from twinserve.runtime.stack import parts  # the stack module starts the supervisor: imported late
 
         self.stack = stack
         self.clock = clock
@@ -119,7 +119,7 @@ class Supervisor:
         self.keys_pending.clear()
 
     def rotate_logs(self) -> None:
-        """Logs past their bound, and the broker past its (twinserve/broker_retention.py)."""
+        """Logs past their bound, and the broker past its (twinserve/runtime/broker_retention.py)."""
         try:
             logrotate.rotate(self.stack)
         except (TwinserveError, OSError, TimeoutError) as exc:

@@ -5,7 +5,7 @@ Every alert of every notification is appended, one JSON object a line, to
 can read what fired and when. GET /alerts returns them, newest last;
 ?status=firing and ?alertname=X filter.
 
-    python -m twinserve.alert_receiver     # listens on monitoring.alert_receiver_port
+    python -m twinserve.observe.alert_receiver     # listens on monitoring.alert_receiver_port
 """
 
 import json

@@ -58,7 +58,8 @@ def render(stack: Stack, names: list[str]) -> str:
     s = stack.supervisor
     return "\n".join(
         [
-            "# Rendered by twinserve from the stack description (twinserve/logrotate.py); run by the supervisor.",
+            "# Rendered by twinserve from the stack description (twinserve/runtime/logrotate.py);"
+            " run by the supervisor.",
             f"{' '.join(logs(stack, names))} {{",
             f"    size {s.log_max_mb}M",
             f"    rotate {s.log_keep}",

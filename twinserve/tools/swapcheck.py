@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from twinserve import deploy, promote
+from twinserve.release import deploy, promote
 from twinserve.settings import Stack, load_stack
-from twinserve.wrk import WrkReport, WrkRun
+from twinserve.tools.wrk import WrkReport, WrkRun
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ If registration or the smoke test fails, staging is put back as it was.
 from dataclasses import dataclass
 from pathlib import Path
 
-from twinserve import torchserve
 from twinserve.errors import ConfigError, TwinserveError
-from twinserve.models import archive_for, ensure_archive, next_version
+from twinserve.release.smoke import run_smoke
+from twinserve.runtime import torchserve
+from twinserve.runtime.torchserve import Management
 from twinserve.settings import Stack
-from twinserve.smoke import run_smoke
-from twinserve.state import read_production, record_deployment
-from twinserve.torchserve import Management
+from twinserve.store.archives import archive_for, ensure_archive, next_version
+from twinserve.store.state import read_production, record_deployment
 
 
 def resolve(stack: Stack, source: Path, version: str | None) -> tuple[str, str]:

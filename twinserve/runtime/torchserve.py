@@ -11,7 +11,7 @@ TorchServe 0.12's token authorization is on: at every start a colour writes new
 keys into key_file.json (0600) in its working directory, var/<colour>/. The
 control plane reads them from there on every call (a restart changes them):
 the management key for the management API, the inference key for /ping; Nginx
-gets the inference key from the control plane (twinserve.nginx.publish_keys).
+gets the inference key from the control plane (twinserve.runtime.nginx.publish_keys).
 """
 
 import json
@@ -24,9 +24,9 @@ from pathlib import Path
 import requests
 
 from archiver.build import sha256_of
-from twinserve import processes
 from twinserve.errors import ServiceError
-from twinserve.render import LOG4J_CONFIG, render_torchserve
+from twinserve.runtime import processes
+from twinserve.runtime.render import LOG4J_CONFIG, render_torchserve
 from twinserve.settings import Stack
 
 TORCHSERVE_BIN = Path(sys.executable).parent / "torchserve"  # the launcher (the benchmark's default peer uses it)

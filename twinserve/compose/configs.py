@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from twinserve.errors import ConfigError
-from twinserve.render import PROMETHEUS_TARGETS, render_alertmanager, render_nginx, render_prometheus
+from twinserve.runtime.render import PROMETHEUS_TARGETS, render_alertmanager, render_nginx, render_prometheus
 from twinserve.settings import REPO_ROOT, Stack, _section, load_stack, read_raw
 
 COMPOSE_STACK = REPO_ROOT / "config" / "stack.compose.yaml"

@@ -18,8 +18,8 @@ import time
 import pytest
 import requests
 
+from tests.checkout import REPO_ROOT
 from twinserve.compose.images import install_missing
-from twinserve.settings import REPO_ROOT
 
 PROJECT = "twinserve-test"
 PUBLISHED = ("NGINX", "PROMETHEUS", "ALERTMANAGER", "ALERTS", "GRAFANA")

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from twinserve import doorway
 from twinserve.compose import services as container
 from twinserve.compose.configs import COMPOSE_FILE, COMPOSE_STACK
 from twinserve.errors import ConfigError
-from twinserve.settings import DEFAULT_STACK, REPO_ROOT, load_stack, parse_stack
+from twinserve.settings import load_stack, parse_stack
 from twinserve.store.state import write_production
 
 SCRIPTS = {"swap_deploy.sh": "swap", "rollback.sh": "rollback", "which_is_production.sh": "which",
@@ -49,9 +50,9 @@ def test_the_pipeline_runs_its_own_module_in_either_mode():
 
 def test_the_control_service_exists_and_the_compose_file_is_the_root_one():
     assert doorway.ROOT == REPO_ROOT
-    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    services = yaml.safe_load((REPO_ROOT / COMPOSE_FILE).read_text())["services"]
     assert doorway.CONTROL_SERVICE in services
-    assert doorway.command("which", [], "compose")[2] == str(COMPOSE_FILE)
+    assert doorway.command("which", [], "compose")[2] == str(REPO_ROOT / COMPOSE_FILE)
 
 
 def test_every_cli_verb_the_doorway_passes_exists():
@@ -145,7 +146,7 @@ def test_compose_mode_through_the_shell_runs_docker_compose(tmp_path):
     result = run_script("deploy_model.sh", env, str(REPO_ROOT / "models" / "regressor"), "1.4")
     assert result.returncode == 3, "the script exits with docker-compose's status"
     assert record.read_text().splitlines() == [
-        "-f", str(COMPOSE_FILE), "run", "--rm", "-T", "control", "python", "-m", "twinserve", "deploy",
+        "-f", str(REPO_ROOT / COMPOSE_FILE), "run", "--rm", "-T", "control", "python", "-m", "twinserve", "deploy",
         "models/regressor", "1.4",
     ]  # fmt: skip
 
@@ -174,7 +175,7 @@ def compose_stack(tmp_path):
     for colour in base["colours"].values():
         colour |= {k: v + 31000 for k, v in colour.items()}
     (tmp_path / "stack.yaml").write_text(yaml.safe_dump(base))
-    raw = yaml.safe_load(COMPOSE_STACK.read_text())
+    raw = yaml.safe_load((REPO_ROOT / COMPOSE_STACK).read_text())
     raw["var_dir"], raw["state_dir"] = str(tmp_path / "var"), str(tmp_path / "var" / "state")
     path = tmp_path / "stack.compose.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -255,7 +256,7 @@ def test_container_health_is_an_exit_code(compose_stack, monkeypatch):
 
 
 def test_every_container_command_in_the_compose_file_is_one_main_accepts():
-    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    services = yaml.safe_load((REPO_ROOT / COMPOSE_FILE).read_text())["services"]
     for spec in services.values():
         for argv in (spec.get("command", []), spec["healthcheck"]["test"][1:]):
             if argv[:3] == ["python", "-m", "twinserve.compose.services"]:

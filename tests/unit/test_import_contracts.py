@@ -57,8 +57,15 @@ def test_the_unmodified_tree_keeps_every_contract(tmp_path):
         ("handlers/twinserve_handler.py", "from archiver import build", HANDLERS, "archiver"),
         ("twinserve/runtime/processes.py", "import twinserve.runtime.stack", CYCLES, "twinserve.runtime"),
     ],
-    ids=["runtime-imports-a-tool", "archiver-imports-a-tool", "store-imports-runtime", "settings-imports-store",
-         "handler-imports-twinserve", "handler-imports-archiver", "cycle-inside-runtime"],  # fmt: skip
+    ids=[
+        "runtime-imports-a-tool",
+        "archiver-imports-a-tool",
+        "store-imports-runtime",
+        "settings-imports-store",
+        "handler-imports-twinserve",
+        "handler-imports-archiver",
+        "cycle-inside-runtime",
+    ],  # fmt: skip
 )
 def test_a_forbidden_import_breaks_the_contract_that_names_it(tmp_path, module, line, broken, named):
     root = copy_project(tmp_path)

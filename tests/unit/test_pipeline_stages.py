@@ -6,6 +6,7 @@ import math
 import pytest
 import yaml
 
+from tests.checkout import DEFAULT_STACK
 from twinserve.errors import ConfigError
 from twinserve.pipeline import record as records
 from twinserve.pipeline.__main__ import main, run_stage
@@ -22,7 +23,7 @@ from twinserve.pipeline.stages import (
     summary,
 )
 from twinserve.pipeline.steps import Context
-from twinserve.settings import DEFAULT_STACK, load_stack
+from twinserve.settings import load_stack
 
 LIMITS = BakeLimits(max_error_ratio=0.01, max_p99_ms=250, breaches_to_fail=2)
 GOOD = BakeSample(requests_per_s=50, error_ratio=0.0, p99_ms=20)

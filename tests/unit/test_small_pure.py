@@ -10,11 +10,12 @@ import pytest
 import yaml
 from requests.structures import CaseInsensitiveDict
 
+from tests.checkout import DEFAULT_STACK
 from twinserve.errors import PreflightError
 from twinserve.observe.alert_receiver import flatten, read_alerts
 from twinserve.pipeline.loadtest import Aggregate, Thresholds, judge, read_aggregate
 from twinserve.release import smoke
-from twinserve.settings import DEFAULT_STACK, parse_stack
+from twinserve.settings import parse_stack
 from twinserve.store.archives import next_version
 from twinserve.tools.wrk import WrkReport, parse_report
 

@@ -14,12 +14,13 @@ import pytest
 import yaml
 from kafka.errors import KafkaTimeoutError
 
+from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from twinserve import cli
 from twinserve.errors import ServiceError
 from twinserve.runtime import logrotate, processes
 from twinserve.runtime import stack as stack_mod
 from twinserve.runtime.supervisor import SUPERVISOR, Backoff
-from twinserve.settings import DEFAULT_STACK, parse_stack
+from twinserve.settings import parse_stack
 
 
 @pytest.fixture
@@ -149,7 +150,7 @@ def test_the_colour_runs_as_the_jvm_with_the_stack_settings(stack):
     assert argv[argv.index("-s") + 1] == str(stack.colour_store("blue"))
     assert env["TWINSERVE_LOG_MAX_SIZE"] == f"{stack.supervisor.log_max_mb} MB"
     assert env["TWINSERVE_LOG_KEEP"] == str(stack.supervisor.log_keep)
-    assert "${env:TWINSERVE_LOG_MAX_SIZE" in (torchserve.LOG4J_CONFIG.read_text())
+    assert "${env:TWINSERVE_LOG_MAX_SIZE" in (REPO_ROOT / torchserve.LOG4J_CONFIG).read_text()
 
 
 def test_logrotate_config_bounds_every_log_of_the_stack(stack):

@@ -6,9 +6,10 @@ import json
 import pytest
 import yaml
 
+from tests.checkout import DEFAULT_STACK
 from twinserve.errors import ServiceError
 from twinserve.runtime import torchserve
-from twinserve.settings import DEFAULT_STACK, parse_stack
+from twinserve.settings import parse_stack
 
 RAW = yaml.safe_load(DEFAULT_STACK.read_text())
 

@@ -29,7 +29,7 @@ unit: install  ## unit tests only (no servers)
 lint: install  ## ruff, the import contracts (layers; pyproject.toml), and luacheck on Nginx's Lua
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/lint-imports --no-cache
+	.venv/bin/lint-imports --no-cache --no-logo
 	luacheck -q nginx/lua
 
 format: install

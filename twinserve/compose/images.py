@@ -37,7 +37,7 @@ DEFAULT_BASE = "debian:bookworm-slim"
 DEBOOTSTRAP_TAG = "twinserve-base:bookworm"
 VERSION = "0.1.0"
 # The packages that are not needed in the image: the benchmark's peers and the test tools.
-NOT_IN_IMAGE = ("pytest", "ruff", "fastapi", "uvicorn")
+NOT_IN_IMAGE = ("pytest", "ruff", "import-linter", "fastapi", "uvicorn")
 # What a container image of Debian leaves out (as the debian:*-slim images do) and
 # keeps daemons from starting inside a build.
 POLICY_RC_D = "#!/bin/sh\nexit 101\n"

@@ -4,15 +4,20 @@ The rule: $TWINSERVE_HOME if set, else the current directory; either must hold c
 Never the installed package's own folder (tests/unit/test_wheel.py checks an installed wheel).
 """
 
+import os
 import subprocess
 import sys
+import time
 
 import pytest
+import yaml
 
 from tests.checkout import REPO_ROOT
 from twinserve.errors import ConfigError
+from twinserve.runtime import processes
 from twinserve.runtime.render import render_nginx
-from twinserve.settings import STACK_FILE, load_stack, project_dir
+from twinserve.settings import STACK_FILE, load_stack, parse_stack, project_dir
+from twinserve.store.state import write_production
 
 
 def a_project(root):
@@ -68,3 +73,34 @@ def test_a_command_outside_any_project_says_so_in_one_line(tmp_path):
     )
     assert result.returncode != 0 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "TWINSERVE_HOME" in result.stderr, result.stderr
+
+
+def test_the_checkouts_scripts_work_from_any_directory(tmp_path):
+    """scripts/*.sh (twinserve/doorway.py) name their checkout as the project: no TWINSERVE_HOME, another cwd."""
+    raw = yaml.safe_load((REPO_ROOT / STACK_FILE).read_text())
+    raw["var_dir"], raw["state_dir"] = str(tmp_path / "var"), str(tmp_path / "var" / "state")
+    path = tmp_path / "stack.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    write_production(parse_stack(raw, path, root=REPO_ROOT), "green")
+    env = {k: v for k, v in os.environ.items() if k not in ("TWINSERVE_HOME", "TWINSERVE_MODE")}
+    result = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "which_is_production.sh")],
+        cwd=tmp_path, env={**env, "TWINSERVE_STACK": str(path)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "production is GREEN\n"), result.stderr
+
+
+def test_a_process_the_stack_starts_elsewhere_knows_the_project(tmp_path, monkeypatch):
+    """The supervisor, exporters and consumer start in var/: TWINSERVE_HOME in their environment names the project."""
+    monkeypatch.delenv("TWINSERVE_HOME", raising=False)
+    raw = yaml.safe_load((REPO_ROOT / STACK_FILE).read_text())
+    raw["var_dir"], raw["state_dir"] = str(tmp_path / "var"), str(tmp_path / "var" / "state")
+    stack = parse_stack(raw, tmp_path / "stack.yaml", root=REPO_ROOT)
+    log = tmp_path / "child.log"
+    argv = [sys.executable, "-c", "from twinserve.settings import project_dir; print(project_dir())"]
+    processes.start(stack, "child", argv, tmp_path, {"PYTHONPATH": str(REPO_ROOT)}, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (log.is_file() and log.read_text().strip()):
+        time.sleep(0.1)
+    processes.stop(stack, "child")
+    assert log.read_text().strip() == str(REPO_ROOT)

@@ -7,27 +7,22 @@ what it was asked, so a test can check what was undone. The real paths are the
 integration tests' (tests/integration/test_bluegreen.py).
 """
 
-import copy
 import hashlib
 import json
 from pathlib import Path
 from urllib.parse import urlparse
 
-import yaml
-
+from tests.unit.stacks import tmp_stack
 from twinserve.errors import PreflightError, ServiceError
 from twinserve.release.clients import Clients
-from twinserve.settings import DEFAULT_STACK, Stack, parse_stack
+from twinserve.settings import Stack
 from twinserve.store.state import write_production
 
 
 def make_stack(root: Path, production: str = "blue", versions: tuple[str, ...] = ()) -> Stack:
-    """The repository's stack description with its state, var dir and model store under `root`,
-    `production` in the state file and stand-in archives of regressor's `versions` in the store."""
-    raw = copy.deepcopy(yaml.safe_load(DEFAULT_STACK.read_text()))
-    raw["var_dir"], raw["state_dir"], raw["model_store"] = str(root / "var"), str(root / "state"), str(root / "store")
-    (root / "store").mkdir(parents=True)
-    stack = parse_stack(raw, root / "stack.yaml")
+    """A stack under `root` (tests/unit/stacks.py), `production` in its state file and stand-in archives
+    of regressor's `versions` in its model store."""
+    stack = tmp_stack(root)
     write_production(stack, production)
     for version in versions:
         write_archive(stack, "regressor", version)

@@ -1,4 +1,4 @@
-"""A non-editable install works outside the checkout: the wheel holds every package and nothing is
+"""pyproject.toml: a non-editable install works outside the checkout: the wheel holds every package and nothing is
 looked up beside the installed code (templates, Lua, rules, handlers: the project directory, settings.py).
 
 The wheel is built from a copy of the sources (pip wheel would leave build/ in the checkout) and

@@ -1,4 +1,4 @@
-"""The import contracts of pyproject.toml (import-linter, `make lint`) hold, and they can fail.
+"""pyproject.toml's import contracts (import-linter, `make lint`) hold, and they can fail.
 
 Each case copies the packages and pyproject.toml into tmp_path, adds one import that breaks a
 rule of twinserve/__init__.py, and runs lint-imports there: the contract named must be BROKEN.

@@ -6,9 +6,10 @@ import math
 import pytest
 import yaml
 
+from twinserve.cli import main
 from twinserve.errors import ConfigError
 from twinserve.pipeline import record as records
-from twinserve.pipeline.__main__ import main, run_stage
+from twinserve.pipeline.runs import run_stage
 from twinserve.pipeline.stages import (
     STAGES,
     BakeJudge,
@@ -95,7 +96,7 @@ def test_next_stage_follows_the_order_and_ends():
     record["stages"] = [{"name": n} for n in STAGES]
     assert next_stage(record) is None
     assert next_stage({"run_id": "r", "stages": [], "outcome": "stopped"}) is None
-    with pytest.raises(ValueError, match="out of order"):
+    with pytest.raises(ConfigError, match="out of order"):
         next_stage({"run_id": "r", "stages": [{"name": "train"}]})
 
 
@@ -156,11 +157,14 @@ def test_stages_run_only_in_order_and_skipping_is_for_test_and_train_only(stack,
 
 
 def test_bad_arguments_give_one_line_and_exit_2(stack, tmp_path, capsys):
-    assert main(["--stack", str(stack.path), "run", "--model-dir", str(tmp_path / "nope")]) == 2
-    assert main(["--stack", str(stack.path), "start", "--model-dir", "models/regressor", "--version", "1.x"]) == 2
-    assert main(["--stack", str(stack.path), "stage", "smoke", "--run-id", "missing"]) == 2
+    assert main(["--stack", str(stack.path), "pipeline", "run", "--model-dir", str(tmp_path / "nope")]) == 2
+    assert (
+        main(["--stack", str(stack.path), "pipeline", "start", "--model-dir", "models/regressor", "--version", "1.x"])
+        == 2
+    )
+    assert main(["--stack", str(stack.path), "pipeline", "stage", "smoke", "--run-id", "missing"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("pipeline: error: ") for line in err)
+    assert len(err) == 3 and all(line.startswith("twinserve pipeline: error: ") for line in err)
     assert "not a model directory" in err[0] and "version '1.x'" in err[1] and "no pipeline run missing" in err[2]
 
 

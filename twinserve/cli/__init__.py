@@ -118,10 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
         verb = args.verb
         code = verb_module(verb).run(args)
-    except UsageError as exc:
+    except (*KNOWN, *SYSTEM) as exc:  # a command line that did not parse is a UsageError: no verb parsed yet
         return fail(verb or _verb_in(argv), exc)
-    except (*KNOWN, *SYSTEM) as exc:
-        return fail(verb, exc)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return code or 0

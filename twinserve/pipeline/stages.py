@@ -120,7 +120,7 @@ class BakeJudge:
 
 
 def summary(record: dict) -> str:
-    """The table printed at the end of a run (and by `python -m twinserve.pipeline show`)."""
+    """The table printed at the end of a run (and by `twinserve pipeline show`)."""
     lines = [
         f"pipeline run {record['run_id']}: {record['model']} {record.get('version') or '?'} from {record['model_dir']}",
         f"{'stage':<9} {'status':<8} {'seconds':>7}  figure",

@@ -43,7 +43,7 @@ def command(verb: str, args: list[str], mode: str, root: Path = ROOT, cwd: Path 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
-        print("doorway: error: expected a twinserve verb", file=sys.stderr)
+        print("twinserve: error: expected a verb (see `twinserve --help`)", file=sys.stderr)
         return 2
     try:
         cmd = command(argv[0], argv[1:], os.environ.get("TWINSERVE_MODE") or "native")

@@ -46,6 +46,17 @@ def test_every_verb_is_a_module_with_a_help_line_a_parser_and_a_handler(verb):
     assert callable(module.arguments) and callable(module.run)
 
 
+@pytest.mark.parametrize(
+    "argv", [[verb] for verb in cli.VERBS] + [["bench", b] for b in ("serving", "drift", "drift-broker")]
+    + [["pipeline", c] for c in ("run", "start", "stage", "abort", "show")],
+)  # fmt: skip
+def test_every_verb_and_subcommand_prints_its_help(capsys, argv):
+    with pytest.raises(SystemExit) as done:
+        cli.main([*argv, "--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: twinserve {' '.join(argv)}")
+
+
 def test_every_module_of_the_package_is_a_registered_verb():
     modules = {p.stem for p in (REPO_ROOT / "twinserve" / "cli").glob("*.py")} - {"__init__"}
     assert modules == set(cli.VERBS.values())

@@ -86,6 +86,11 @@ def test_an_unknown_mode_is_one_line_and_exit_2(monkeypatch, capsys):
         doorway.command("swap", [], "", ROOT)
 
 
+def test_no_verb_is_one_line_in_the_cli_s_format_and_exit_2(capsys):
+    assert doorway.main([]) == 2
+    assert capsys.readouterr().err == "twinserve: error: expected a verb (see `twinserve --help`)\n"
+
+
 def test_the_doorway_needs_only_the_standard_library():
     source = (REPO_ROOT / "twinserve" / "doorway.py").read_text()
     imported = set(re.findall(r"^(?:from|import) (\w+)", source, re.M))

@@ -54,16 +54,17 @@ def test_nginx_reads_the_state_file_as_strictly_as_the_control_plane(content, co
         assert got_problem.startswith(problem)
 
 
-def test_every_answer_is_exposed_per_route_colour_and_status_with_a_histogram():
-    answers = [("production", "blue", "200", 0.003)] * 3 + [
-        ("production", "blue", "502", 0.001),
-        ("production", "", "405", 0.0),
-        ("other", "", "400", 0.2),
+def test_every_answer_is_exposed_per_route_model_colour_and_status_with_a_histogram():
+    answers = [("production", "regressor", "blue", "200", 0.003)] * 3 + [
+        ("production", "regressor", "blue", "502", 0.001),
+        ("production", "digits", "blue", "200", 0.002),
+        ("production", "regressor", "", "405", 0.0),
+        ("other", "", "", "400", 0.2),
     ]
     observe = "\n".join(
-        f"ngx.var.route, ngx.var.colour, ngx.var.status, ngx.var.request_time = '{r}', '{c}', '{s}', '{t}'\n"
-        "metrics.observe()"
-        for r, c, s, t in answers
+        f"ngx.var.route, ngx.var.model, ngx.var.colour, ngx.var.status, ngx.var.request_time = "
+        f"'{r}', '{m}', '{c}', '{s}', '{t}'\nmetrics.observe()"
+        for r, m, c, s, t in answers
     )
     buckets = ", ".join(str(b) for b in LATENCY_BUCKETS)
     out = lua(
@@ -81,16 +82,19 @@ def test_every_answer_is_exposed_per_route_colour_and_status_with_a_histogram():
     def labels(**kw):
         return tuple(sorted(kw.items()))
 
-    assert samples[(f"{counter}_total", labels(route="production", colour="blue", status="200"))] == 3
-    assert samples[(f"{counter}_total", labels(route="production", colour="blue", status="502"))] == 1
-    assert samples[(f"{counter}_total", labels(route="production", colour="", status="405"))] == 1
-    assert samples[(f"{counter}_total", labels(route="other", colour="", status="400"))] == 1
+    regressor = {"route": "production", "model": "regressor"}
+    assert samples[(f"{counter}_total", labels(**regressor, colour="blue", status="200"))] == 3
+    assert samples[(f"{counter}_total", labels(**regressor, colour="blue", status="502"))] == 1
+    assert samples[(f"{counter}_total", labels(route="production", model="digits", colour="blue", status="200"))] == 1
+    assert samples[(f"{counter}_total", labels(**regressor, colour="", status="405"))] == 1
+    assert samples[(f"{counter}_total", labels(route="other", model="", colour="", status="400"))] == 1
     hist = "twinserve_http_request_duration_seconds"
-    assert samples[(f"{hist}_count", labels(route="production", colour="blue"))] == 4
-    assert samples[(f"{hist}_bucket", labels(route="production", colour="blue", le="0.005"))] == 4
-    assert samples[(f"{hist}_bucket", labels(route="other", colour="", le="0.1"))] == 0
-    assert samples[(f"{hist}_bucket", labels(route="other", colour="", le="0.25"))] == 1
-    assert samples[(f"{hist}_sum", labels(route="production", colour="blue"))] == pytest.approx(0.01)
+    assert samples[(f"{hist}_count", labels(**regressor, colour="blue"))] == 4
+    assert samples[(f"{hist}_count", labels(route="production", model="digits", colour="blue"))] == 1
+    assert samples[(f"{hist}_bucket", labels(**regressor, colour="blue", le="0.005"))] == 4
+    assert samples[(f"{hist}_bucket", labels(route="other", model="", colour="", le="0.1"))] == 0
+    assert samples[(f"{hist}_bucket", labels(route="other", model="", colour="", le="0.25"))] == 1
+    assert samples[(f"{hist}_sum", labels(**regressor, colour="blue"))] == pytest.approx(0.01)
 
 
 GSON_KEY_FILE = """{

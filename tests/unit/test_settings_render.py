@@ -210,7 +210,9 @@ def test_nginx_listens_and_proxies_on_the_stack_ports(stack):
     for name, colour in stack.colours.items():
         assert re.search(rf"upstream {name} \{{\s*server 127\.0\.0\.1:{colour.inference_port};", text)
     assert "proxy_pass http://$colour/predictions/regressor;" in text
-    assert f'production_file = "{stack.state_dir / "production"}"' in text
+    for model in stack.models:
+        assert f'{model} = "{stack.state_dir / f"production.{model}"}"' in text
+    assert f'legacy_production_file = "{stack.state_dir / "production"}"' in text
     assert f'token_file = "{stack.state_dir / "admin-token"}"' in text
     assert f"pid {stack.var_dir / 'nginx' / 'nginx.pid'};" in text
 

@@ -71,10 +71,14 @@ def test_deploy_reaches_staging_while_production_keeps_answering(stack, workdir)
     assert served(stack, "/test/predict") == ("green", "1.1")
     versions = [d["modelVersion"] for d in torchserve.Management(stack, "green").describe("regressor")]
     assert versions == ["1.1"], "older versions on staging are retired"
-    stored = sorted(p.name for p in stack.colour_store("green").glob("*.mar"))
+    stored = sorted(p.name for p in stack.colour_store("green").glob("regressor-*.mar"))
     assert stored == ["regressor-1.1.mar"], "and their copies pruned from the colour's store"
+    assert (stack.colour_store("green") / "digits-1.0.mar").is_file(), "another model's archive is not touched"
     assert (stack.colour_store("blue") / "regressor-1.0.mar").is_file(), "production's archive stays"
-    assert read_deployments(stack) == {"blue": {"regressor": "1.0"}, "green": {"regressor": "1.1"}}
+    assert read_deployments(stack) == {
+        "blue": {"regressor": "1.0", "digits": "1.0"},
+        "green": {"regressor": "1.1", "digits": "1.0"},  # the other model is not touched
+    }
 
 
 def test_deploy_refuses_an_archive_outside_the_model_store(stack, tmp_path):
@@ -140,8 +144,9 @@ def test_access_logs_are_split_by_route_with_upstream_timing(stack):
     for name, path in (("access_production.log", "/predict"), ("access_test.log", "/test/predict")):
         deadline_lines = (logs / name).read_text().splitlines()
         assert deadline_lines, f"{name} is empty"
-        assert all(f"POST {path} " in line for line in deadline_lines)
+        assert all(f"POST {path} " in line or f"POST {path}/" in line for line in deadline_lines)  # any model's
         assert "urt=" in deadline_lines[-1] and "colour=" in deadline_lines[-1]
+        assert all(" model=regressor " in line or " model=digits " in line for line in deadline_lines)
 
 
 def test_a_colour_that_is_down_gives_json_502_and_cannot_be_promoted(stack):

@@ -22,7 +22,7 @@ from twinserve.runtime import monitoring, nginx, processes, torchserve
 from twinserve.runtime.supervisor import SUPERVISOR
 from twinserve.settings import Stack
 from twinserve.store.archives import archive_for, ensure_archive
-from twinserve.store.state import initialise, read_deployments, read_production, read_productions
+from twinserve.store.state import initialise, read_deployments, read_production
 
 
 @dataclass(frozen=True)
@@ -211,17 +211,11 @@ def status(stack: Stack) -> list[str]:
             state = "stopped"
         count = restarts.get(name, 0)
         lines.append(f"{name:18} {state}" + (f" (restarted {count}x)" if count else ""))
-    productions = read_productions(stack)
+    productions = {m: read_production(stack, m) for m in stack.models}  # a bad state file: its one-line error
     for colour, models in read_deployments(stack).items():
-        roles = [f"{m} {v} ({_role(productions[m], colour)})" for m, v in models.items()]
+        roles = [f"{m} {v} ({'production' if productions[m] == colour else 'staging'})" for m, v in models.items()]
         lines.append(f"{colour:6} {', '.join(roles)}")
     return lines
-
-
-def _role(production, colour: str) -> str:
-    if not isinstance(production, str):
-        return "no production colour: see `scripts/which_is_production.sh --all`"
-    return "production" if production == colour else "staging"
 
 
 def urls(stack: Stack) -> list[str]:

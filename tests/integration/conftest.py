@@ -82,7 +82,7 @@ def stack(workdir) -> Stack:
     """The running stack; always stopped at the end of the session."""
     raw = stack_description(workdir)
     path = workdir / "stack.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))  # models in the order of config/stack.yaml
     s = parse_stack(raw, path)
     try:
         stack_mod.up(s)

@@ -12,6 +12,7 @@ how often the supervisor restarted it.
 
 import json
 import time
+from collections.abc import Callable
 
 import requests
 from prometheus_client import CollectorRegistry, start_http_server
@@ -25,8 +26,15 @@ from twinserve.store.state import read_productions
 
 
 class ControlPlaneCollector:
-    def __init__(self, stack: Stack):
+    """The production colour, each colour's versions and ready workers, the publishers' counters.
+
+    `management` makes a colour's management-API client (the real one by default;
+    the unit tests pass a fake to take a colour down or change its versions).
+    """
+
+    def __init__(self, stack: Stack, management: Callable[..., Management] = Management):
         self.stack = stack
+        self.management = management
 
     def collect(self):
         state_ok = GaugeMetricFamily(
@@ -54,7 +62,7 @@ class ControlPlaneCollector:
         for colour in self.stack.colours:
             for model, production in productions.items():
                 prod.add_metric([model, colour], 1.0 if colour == production else 0.0)
-            client = Management(self.stack, colour, timeout=2.0)
+            client = self.management(self.stack, colour, timeout=2.0)
             try:
                 for model, production in productions.items():
                     role = "production" if colour == production else "staging"

@@ -22,6 +22,7 @@ import psutil
 import pytest
 import requests
 
+from tests.checkout import REPO_ROOT
 from tests.integration.helpers import poll, scrape, total
 from twinserve.errors import ConfigError
 from twinserve.pipeline import record as records
@@ -30,7 +31,6 @@ from twinserve.pipeline.stages import STAGES
 from twinserve.pipeline.steps import Context
 from twinserve.runtime import nginx, torchserve
 from twinserve.runtime import stack as stack_mod
-from twinserve.settings import REPO_ROOT
 from twinserve.store.state import admin_token_file, production_file, read_production
 from twinserve.tools.wrk import WrkRun
 

@@ -9,7 +9,8 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from twinserve.runtime.render import LATENCY_BUCKETS, NGINX_LUA
+from tests.checkout import REPO_ROOT
+from twinserve.runtime.render import LATENCY_BUCKETS, NGINX_LUA, lua_literal
 
 pytestmark = pytest.mark.skipif(shutil.which("lua5.1") is None, reason="lua5.1 not installed (lua-check brings it)")
 
@@ -23,7 +24,7 @@ ngx = { shared = { m = dict }, var = {} }
 
 
 def lua(script: str) -> str:
-    prelude = f"package.path = {json.dumps(str(NGINX_LUA) + '/?.lua;')} .. package.path\n"
+    prelude = f"package.path = {json.dumps(str(REPO_ROOT / NGINX_LUA) + '/?.lua;')} .. package.path\n"
     result = subprocess.run(["lua5.1", "-"], input=prelude + FAKE_NGX + script, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -119,3 +120,45 @@ GSON_KEY_FILE = """{
 def test_nginx_reads_the_inference_key_from_torchserve_key_file(text, key):
     arg = "nil" if text is None else json.dumps(text)
     assert lua(f"print(require('twinserve.switch').parse_inference_key({arg}) or 'nil')").strip() == key
+
+
+FAKE_DICT = """
+local shared = { data = {} }
+function shared:set(k, v) self.data[k] = v end
+function shared:get(k) return self.data[k] end
+ngx.shared.t = shared
+"""
+
+
+def switch_init(tmp_path, files: dict[str, str | None], legacy: str | None = None) -> dict:
+    """Run switch.init on state files; returns {model: colour or the problem}."""
+    paths = {}
+    for model, text in files.items():
+        paths[model] = str(tmp_path / f"production.{model}")
+        if text is not None:
+            (tmp_path / f"production.{model}").write_text(text)
+    if legacy is not None:
+        (tmp_path / "production").write_text(legacy)
+    cfg = {
+        "dict": "t", "colours": ["blue", "green"], "models": list(files), "default_model": next(iter(files)),
+        "production_files": paths, "legacy_production_file": str(tmp_path / "production"),
+        "token_file": str(tmp_path / "none"), "key_files": {},
+    }  # fmt: skip
+    out = lua(
+        FAKE_DICT
+        + f"local s = require('twinserve.switch')\ns.init({lua_literal(cfg)})\n"
+        + "".join(f"print(s.production('{m}') or shared:get('problem|{m}'))\n" for m in files)
+    )
+    return dict(zip(files, out.splitlines(), strict=True))
+
+
+def test_nginx_keeps_one_colour_per_model_and_one_bad_file_is_that_model_s_only(tmp_path):
+    got = switch_init(tmp_path, {"regressor": "green\n", "digits": "purple\n", "text": None})
+    assert got["regressor"] == "green"
+    assert got["digits"].startswith(f"{tmp_path}/production.digits says 'purple'")
+    assert got["text"].startswith(f"{tmp_path}/production.text is missing")
+
+
+def test_nginx_reads_the_single_model_file_as_the_default_model_s(tmp_path):
+    got = switch_init(tmp_path, {"regressor": None, "digits": "blue\n"}, legacy="green\n")
+    assert got == {"regressor": "green", "digits": "blue"}

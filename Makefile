@@ -49,8 +49,8 @@ bench-drift-broker: install  ## the broker's memory per million input rows, cons
 loadtest: install  ## headless Locust on /predict with a pass/fail gate; ROUTE=/test/predict for staging
 	$(PY) -m twinserve loadtest --route $(or $(ROUTE),/predict)
 
-swapcheck: install  ## 20 swaps and a deploy under wrk -c50 load; prints the failures
-	$(PY) -m twinserve swapcheck --swaps 20 --deploy models/regressor
+swapcheck: install  ## 20 swaps of MODEL (default: the default model) and a deploy under wrk -c50 load on every model; prints the failures
+	$(PY) -m twinserve swapcheck --swaps 20 --deploy $(if $(MODEL),--model "$(MODEL)")
 
 drift-demo: install  ## simulator: 1,000 inputs, x1 shifted by 1 std after 400 (needs make up); see the Drift dashboard
 	$(PY) -m twinserve drift-demo --messages 1000 --feature x1 --shift 1 --drift-after 400

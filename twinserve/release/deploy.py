@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twinserve.errors import ConfigError, TwinserveError
-from twinserve.release.smoke import run_smoke
+from twinserve.release.smoke import rule_of, run_smoke
+from twinserve.routes import route_for
 from twinserve.runtime import torchserve
 from twinserve.runtime.torchserve import Management
 from twinserve.settings import Stack
@@ -86,9 +87,11 @@ def register_on_staging(stack: Stack, model: str, version: str) -> StagingChange
 
 
 def smoke_staging(stack: Stack, change: StagingChange) -> int:
-    """The version's golden set through /test/predict; returns how many rows matched."""
+    """The version's golden set through the model's staging route, compared by its golden rule;
+    returns how many requests matched."""
     _, meta = archive_for(stack, change.model, change.version)
-    return run_smoke(f"{stack.nginx.url}/test/predict", meta["golden_set"], change.colour, change.version)
+    url = f"{stack.nginx.url}{route_for(change.model, staging=True)}"
+    return run_smoke(url, meta["golden_set"], change.colour, change.version, rule_of(meta))
 
 
 def undo(stack: Stack, change: StagingChange) -> None:

@@ -44,8 +44,8 @@ bench-drift: install  ## cost of publishing inputs on /predict, drift consumer t
 bench-drift-broker: install  ## the broker's memory per million input rows, consumer rows/s through it (a broker of its own)
 	$(PY) -m twinserve.tools.bench.drift_broker
 
-loadtest: install  ## headless Locust on /predict with a pass/fail gate; ROUTE=/test/predict for staging
-	$(PY) -m twinserve.pipeline.loadtest --route $(or $(ROUTE),/predict)
+loadtest: install  ## headless Locust on a model's route with its samples, a pass/fail gate (MODEL=name, STAGING=1)
+	$(PY) -m twinserve.pipeline.loadtest $(if $(MODEL),--model "$(MODEL)") $(if $(STAGING),--staging)
 
 swapcheck: install  ## 20 swaps and a deploy under wrk -c50 load; prints the failures
 	$(PY) -m twinserve.tools.swapcheck --swaps 20 --deploy models/regressor

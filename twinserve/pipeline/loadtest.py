@@ -1,18 +1,25 @@
 """Headless Locust run with a pass/fail gate (make loadtest; the pipeline's load gate).
 
-Runs simulator/locust/locustfile.py, keeps Locust's CSV and HTML reports,
-and judges the aggregate against thresholds: error ratio, p99 latency and
-minimum requests/s. Exits non-zero when a threshold is missed.
+Runs simulator/locust/locustfile.py against one model's route with that model's
+sample requests (twinserve.samples in its model-config.yaml: JSON rows, PNG bytes,
+...), keeps Locust's CSV and HTML reports, and judges the aggregate against
+thresholds: error ratio, p99 latency and minimum requests/s. Exits non-zero when a
+threshold is missed.
 """
 
 import argparse
 import csv
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from twinserve.settings import REPO_ROOT, load_stack
+from archiver import modelconfig
+from archiver.modelconfig import ModelConfigError, Payload
+from twinserve.errors import ConfigError
+from twinserve.routes import route_for
+from twinserve.settings import REPO_ROOT, Stack, load_stack
 
 LOCUSTFILE = REPO_ROOT / "simulator" / "locust" / "locustfile.py"
 
@@ -64,12 +71,35 @@ def judge(agg: Aggregate, limits: Thresholds) -> list[str]:
     return missed
 
 
-def run_locust(host: str, route: str, users: int, spawn_rate: int, seconds: int, out_dir: Path) -> Aggregate:
+def model_samples(model_dir: Path) -> tuple[Payload, ...]:
+    """The request bodies a model's load tests send: its twinserve.samples."""
+    try:
+        return modelconfig.load(model_dir).samples
+    except ModelConfigError as exc:
+        raise ConfigError(f"{model_dir}: {exc}") from None
+
+
+def stack_model(stack: Stack, model: str | None) -> str:
+    """`model`, checked against the stack description; None: the stack's default (first) model."""
+    if model is None:
+        return next(iter(stack.models))
+    if model not in stack.models:
+        raise ConfigError(f"model {model!r} is not in the stack description; expected one of {list(stack.models)}")
+    return model
+
+
+def run_locust(
+    host: str, route: str, users: int, spawn_rate: int, seconds: int, out_dir: Path, samples: tuple[Payload, ...]
+) -> Aggregate:
+    """Locust on host+route sending `samples` (picked at random) and a few invalid bodies; its aggregate."""
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = out_dir / "locust"
+    samples_file = out_dir / "samples.json"
+    samples_file.write_text(json.dumps([s.to_dict() for s in samples]))
     argv = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-        "--host", host, "--route", route, "-u", str(users), "-r", str(spawn_rate), "-t", f"{seconds}s",
+        "--host", host, "--route", route, "--samples", str(samples_file),
+        "-u", str(users), "-r", str(spawn_rate), "-t", f"{seconds}s",
         "--csv", str(prefix), "--html", str(out_dir / "locust.html"), "--loglevel", "WARNING",
     ]  # fmt: skip
     result = subprocess.run(argv, capture_output=True, text=True)
@@ -83,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     defaults = Thresholds()
     parser = argparse.ArgumentParser(prog="python -m twinserve.pipeline.loadtest", description=__doc__.splitlines()[0])
     parser.add_argument("--host", help="default: the stack's Nginx URL")
-    parser.add_argument("--route", default="/predict", choices=["/predict", "/test/predict"])
+    parser.add_argument("--model", help="a model of the stack (default: its default model)")
+    parser.add_argument("--staging", action="store_true", help="the model's staging route instead of production's")
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--spawn-rate", type=int, default=25)
     parser.add_argument("--seconds", type=int, default=30)
@@ -92,11 +123,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-p99-ms", type=float, default=defaults.max_p99_ms)
     parser.add_argument("--min-rps", type=float, default=defaults.min_rps)
     args = parser.parse_args(argv)
-    host = args.host or load_stack().nginx.url
-    agg = run_locust(host, args.route, args.users, args.spawn_rate, args.seconds, args.out)
+    stack = load_stack()
+    host = args.host or stack.nginx.url
+    try:
+        model = stack_model(stack, args.model)
+        samples = model_samples(stack.models[model].dir)
+    except ConfigError as exc:
+        print(f"loadtest: error: {exc}", file=sys.stderr)
+        return 2
+    route = route_for(model, staging=args.staging)
+    agg = run_locust(host, route, args.users, args.spawn_rate, args.seconds, args.out, samples)
     limits = Thresholds(args.max_error_ratio, args.max_p99_ms, args.min_rps)
     print(
-        f"locust {args.users} users {args.seconds}s on {host}{args.route}: {agg.requests} requests, "
+        f"locust {args.users} users {args.seconds}s on {host}{route} ({model}, {len(samples)} samples): "
+        f"{agg.requests} requests, "
         f"{agg.failures} failures (ratio {agg.error_ratio:.4f}), p99 {agg.p99_ms:.0f} ms, {agg.rps:.1f} req/s"
     )
     print(f"reports: {args.out}/locust_stats.csv, {args.out}/locust.html")

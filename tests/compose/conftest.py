@@ -10,7 +10,6 @@ down with its volumes, checking that no container or network of the project is l
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import time
 import pytest
 import requests
 
+from tests.ports import free_ports
 from twinserve.compose.images import install_missing
 from twinserve.settings import REPO_ROOT
 
@@ -28,9 +28,7 @@ LOGS = REPO_ROOT / "var" / "compose"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def engine_answers() -> bool:

@@ -6,7 +6,6 @@ started and stopped by the same code as `make up` / `make down`.
 """
 
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,23 +14,11 @@ import pytest
 import yaml
 
 from archiver import build_archive
+from tests.ports import free_ports
 from twinserve.runtime import stack as stack_mod
 from twinserve.settings import DEFAULT_STACK, REPO_ROOT, Stack, parse_stack
 
 pytestmark = pytest.mark.integration
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def stack_description(root: Path, **nginx_overrides) -> dict:

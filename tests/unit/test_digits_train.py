@@ -1,6 +1,8 @@
 """models/digits/train.py: deterministic per seed, at least 95% held-out accuracy, samples and golden set true."""
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ from image_codec import parse_request
 
 from archiver.golden import request_of
 from tests.unit.harness import load_train
+from twinserve.store.archives import training
 
 DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
 
@@ -88,3 +91,13 @@ def test_reference_stats_cover_the_drift_features(trained):
     stats = json.loads((trained / "artifacts" / "reference_stats.json").read_text())
     assert list(stats) == ["mean_intensity", "contrast", "ink_share"]
     assert all(s["count"] == 1437 and 0 < s["mean"] < 1 and s["std"] > 0 for s in stats.values())
+
+
+def test_a_copy_of_the_folder_trains_anywhere_with_the_pipelines_environment(tmp_path):
+    """The pipeline trains the folder it ships (often a copy): the handlers' codec and the archiver come from
+    the environment twinserve gives train.py (store.archives.training), not from where the folder lies."""
+    copy = Path(shutil.copytree(DIGITS, tmp_path / "digits", ignore=shutil.ignore_patterns("artifacts")))
+    argv, env = training(copy / "train.py", seed=5)
+    result = subprocess.run([*argv, "--epochs", "1"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((copy / "artifacts" / "metrics.json").read_text())["seed"] == 5

@@ -7,7 +7,6 @@ it back if anything fails from there on.
 """
 
 import math
-import os
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from twinserve.release import deploy, promote
 from twinserve.routes import route_for
 from twinserve.runtime.torchserve import Management
 from twinserve.settings import REPO_ROOT, Stack
+from twinserve.store.archives import training
 from twinserve.store.state import read_production
 
 
@@ -65,8 +65,7 @@ def train(ctx: Context) -> str:
     script = Path(ctx.record["model_dir"]) / "train.py"
     if not script.is_file():
         raise ConfigError(f"{script} not found: cannot train")
-    argv = [sys.executable, str(script)] + (["--seed", str(ctx.seed)] if ctx.seed is not None else [])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "handlers")])}
+    argv, env = training(script, ctx.seed)
     result = subprocess.run(argv, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise StageFailed(f"training failed: {_last_line(result.stderr)}")

@@ -111,6 +111,7 @@ class WrkRun:
 
     def __init__(self, url: str, connections: int, threads: int = 2, duration_s: int = 600, headers=None, samples=None):
         """`samples`: (body, content type) pairs, one picked at random per request; default: one JSON row."""
+        threads = max(1, min(threads, connections))  # wrk refuses fewer connections than threads
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(samples_script(samples) if samples else POST_SCRIPT)
             for name, value in (headers or {}).items():

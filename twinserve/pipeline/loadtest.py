@@ -19,9 +19,9 @@ from archiver import modelconfig
 from archiver.modelconfig import ModelConfigError, Payload
 from twinserve.errors import ConfigError
 from twinserve.routes import route_for
-from twinserve.settings import REPO_ROOT, Stack, load_stack
+from twinserve.settings import Stack, load_stack, project_dir
 
-LOCUSTFILE = REPO_ROOT / "simulator" / "locust" / "locustfile.py"
+LOCUSTFILE = Path("simulator", "locust", "locustfile.py")  # in the project directory
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def run_locust(
     samples_file = out_dir / "samples.json"
     samples_file.write_text(json.dumps([s.to_dict() for s in samples]))
     argv = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
+        sys.executable, "-m", "locust", "-f", str(project_dir() / LOCUSTFILE), "--headless", "--only-summary",
         "--host", host, "--route", route, "--samples", str(samples_file),
         "-u", str(users), "-r", str(spawn_rate), "-t", f"{seconds}s",
         "--csv", str(prefix), "--html", str(out_dir / "locust.html"), "--loglevel", "WARNING",
@@ -118,13 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--spawn-rate", type=int, default=25)
     parser.add_argument("--seconds", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "loadtest")
+    parser.add_argument("--out", type=Path, help="default: var/loadtest in the project directory")
     parser.add_argument("--max-error-ratio", type=float, default=defaults.max_error_ratio)
     parser.add_argument("--max-p99-ms", type=float, default=defaults.max_p99_ms)
     parser.add_argument("--min-rps", type=float, default=defaults.min_rps)
     args = parser.parse_args(argv)
     stack = load_stack()
     host = args.host or stack.nginx.url
+    args.out = args.out or project_dir() / "var" / "loadtest"
     try:
         model = stack_model(stack, args.model)
         samples = model_samples(stack.models[model].dir)

@@ -86,7 +86,7 @@ def command(stack: Stack, colour: str, archives: dict[str, str]) -> tuple[list[s
     argv = [
         java_bin(),
         f"-Dmodel_server_home={ts_home}",
-        f"-Dlog4j.configurationFile=file://{LOG4J_CONFIG}",
+        f"-Dlog4j.configurationFile=file://{stack.project / LOG4J_CONFIG}",
         f"-Djava.io.tmpdir={tmp}",
         f"-Xmx{stack.torchserve.java_heap}",
         "-XX:+UseG1GC",
@@ -162,6 +162,12 @@ def authorization(stack: Stack, colour: str, kind: str) -> dict[str, str]:
     if not stack.torchserve.token_auth:
         return {}
     return {"Authorization": f"Bearer {read_key(stack, colour, kind)}"}
+
+
+def ping(stack: Stack, colour: str) -> int:
+    """HTTP status of the colour's /ping (raises requests.RequestException, or ServiceError without a key)."""
+    key = authorization(stack, colour, "inference")
+    return requests.get(f"{stack.inference_url(colour)}/ping", headers=key, timeout=5).status_code
 
 
 def wait_ready(stack: Stack, colour: str, models: list[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from archiver.build import ArchiveError, BuiltArchive, archive_path, build_archive, read_metadata
 from twinserve.errors import ConfigError, TwinserveError
-from twinserve.settings import REPO_ROOT, Stack
+from twinserve.settings import Stack, project_dir
 
 
 def archive_for(stack: Stack, model: str, version: str) -> tuple[Path, dict]:
@@ -25,7 +25,8 @@ def training(script: Path, seed: int | None = None) -> tuple[list[str], dict]:
     """(argv, environment) that run a model's train.py: it may import the handlers' codecs
     (handlers/) and the archiver (golden cases of any content type) wherever its folder is."""
     argv = [sys.executable, str(script)] + (["--seed", str(seed)] if seed is not None else [])
-    return argv, {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "handlers")])}
+    root = project_dir()
+    return argv, {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "handlers")])}
 
 
 def train(model_dir: Path) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from archiver import modelconfig, read_metadata
 from twinserve.routes import route_for
-from twinserve.settings import REPO_ROOT, Stack, load_stack
+from twinserve.settings import Stack, load_stack
 from twinserve.store.archives import archive_for
 from twinserve.store.state import read_deployments, read_production
 from twinserve.tools.bench import cores, peers, write_report
@@ -244,10 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--only", choices=["twinserve", "default", "fastapi", "fastapi-tuned"], nargs="+")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench")
+    parser.add_argument("--out", type=Path, help="default: var/bench in the project directory")
     args = parser.parse_args(argv)
 
     stack = load_stack()
+    args.out = args.out or stack.project / "var" / "bench"
     models = args.models or list(stack.models)
     unknown = [m for m in models if m not in stack.models]
     if unknown:

@@ -29,7 +29,7 @@ from archiver import build_archive, modelconfig, read_metadata
 from archiver.modelconfig import Payload
 from twinserve.errors import ServiceError
 from twinserve.runtime.torchserve import TORCHSERVE_BIN
-from twinserve.settings import REPO_ROOT
+from twinserve.settings import project_dir
 
 
 def free_ports(n: int) -> list[int]:
@@ -172,7 +172,7 @@ def fastapi_uvicorn(archive: Path, workdir: Path, app: str, workers: int = 2):
     env = {
         "TWINSERVE_PEER_MODEL_DIR": str(model_dir),
         "TWINSERVE_PEER_MODEL_NAME": meta["model_name"],
-        "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'handlers'}",
+        "PYTHONPATH": str(project_dir() / "handlers"),  # twinserve itself: this interpreter's install
         "OMP_NUM_THREADS": "1",
     }
     url = f"http://127.0.0.1:{port}/predictions/{meta['model_name']}"

@@ -10,8 +10,8 @@ import requests
 
 from archiver import build_archive, read_metadata
 from archiver.golden import request_of
+from tests.checkout import REPO_ROOT
 from twinserve.release import smoke
-from twinserve.settings import REPO_ROOT
 from twinserve.store.archives import archive_for
 from twinserve.store.state import read_deployments, read_production
 from twinserve.tools.bench import peers

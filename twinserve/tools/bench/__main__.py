@@ -22,6 +22,7 @@ import contextlib
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -252,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     models = args.models or list(stack.models)
     unknown = [m for m in models if m not in stack.models]
     if unknown:
-        print(f"bench: error: {unknown[0]!r} is not a model of the stack; expected some of {list(stack.models)}")
+        print(f"bench: error: {unknown[0]!r} is not a model of the stack; expected some of {list(stack.models)}",
+              file=sys.stderr)  # fmt: skip
         return 2
     started = time.monotonic()
     lines = [

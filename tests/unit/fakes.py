@@ -151,7 +151,7 @@ class FakeSmoke:
         self.interrupt_on: set[str] = set()
         self.calls: list[tuple[str, str, str]] = []
 
-    def __call__(self, url: str, golden: list[dict], colour: str, version: str) -> int:
+    def __call__(self, url: str, golden: list[dict], colour: str, version: str, rule=None) -> int:
         self.calls.append((urlparse(url).path, colour, version))
         if urlparse(url).path in self.interrupt_on:
             raise KeyboardInterrupt

@@ -154,7 +154,8 @@ def test_a_verb_s_own_exit_code_passes_through(monkeypatch):
     assert cli.main(["pipeline", "show"]) == 3
 
 
-ENTRY_POINTS = ("__main__.py", "doorway.py")  # `python -m twinserve`; the scripts' stdlib-only doorway
+# `python -m twinserve`; the scripts' stdlib-only doorway; the file Locust runs in its own process
+ENTRY_POINTS = ("__main__.py", "doorway.py", "locustfile.py")
 
 
 def test_no_library_code_exits_the_process():
@@ -176,7 +177,7 @@ def test_a_locust_run_without_a_report_raises_not_exits(monkeypatch, tmp_path):
 
     monkeypatch.setattr(loadtest.subprocess, "run", lambda *a, **k: Done())
     with pytest.raises(ServiceError, match="locust wrote no report: locust: error: bad host"):
-        loadtest.run_locust("http://127.0.0.1:1", "/predict", 1, 1, 1, tmp_path)
+        loadtest.run_locust("http://127.0.0.1:1", "/predict", 1, 1, 1, tmp_path, samples=())
 
 
 # --- swapcheck takes the lock that deploy and swap take -------------------------

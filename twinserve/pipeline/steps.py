@@ -17,11 +17,13 @@ import requests
 
 from twinserve.errors import ConfigError, ServiceError, TwinserveError
 from twinserve.pipeline import record as records
-from twinserve.pipeline.loadtest import Thresholds, judge, run_locust
+from twinserve.pipeline.loadtest import Thresholds, judge, model_samples, run_locust
 from twinserve.pipeline.stages import BakeJudge, BakeLimits, BakeSample, alerts_against
 from twinserve.release import deploy, promote
+from twinserve.routes import route_for
 from twinserve.runtime.torchserve import Management
 from twinserve.settings import Stack
+from twinserve.store.archives import training
 from twinserve.store.state import read_production
 
 
@@ -59,11 +61,12 @@ def test(ctx: Context) -> str:
 
 
 def train(ctx: Context) -> str:
+    """The model's own seeded train.py; it may import the handlers' codecs and the archiver (golden cases)."""
     script = Path(ctx.record["model_dir"]) / "train.py"
     if not script.is_file():
         raise ConfigError(f"{script} not found: cannot train")
-    argv = [sys.executable, str(script)] + (["--seed", str(ctx.seed)] if ctx.seed is not None else [])
-    result = subprocess.run(argv, capture_output=True, text=True)
+    argv, env = training(script, ctx.seed)
+    result = subprocess.run(argv, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise StageFailed(f"training failed: {_last_line(result.stderr)}")
     return _last_line(result.stdout)
@@ -95,18 +98,20 @@ def smoke(ctx: Context) -> str:
         deploy.undo(ctx.stack, change)
         raise StageFailed(f"{exc}; staging put back as it was") from None
     deploy.finish(ctx.stack, change)
-    return (
-        f"golden set: {checked} requests answered right via /test/predict/{change.model} "
-        f"by {change.colour} {change.version}"
-    )
+    route = route_for(change.model, staging=True)
+    return f"golden set: {checked} requests answered right via {route} by {change.colour} {change.version}"
 
 
 def loadgate(ctx: Context) -> str:
-    p = ctx.stack.pipeline
-    route = f"/test/predict/{ctx.record['model']}"
-    agg = run_locust(ctx.stack.nginx.url, route, p.load_users, p.load_users, p.load_seconds, ctx.out_dir / "loadgate")
+    """Locust on the model's staging route with the model's own samples (twinserve.samples)."""
+    p, model = ctx.stack.pipeline, ctx.record["model"]
+    samples = model_samples(Path(ctx.record["model_dir"]))
+    route = route_for(model, staging=True)
+    agg = run_locust(
+        ctx.stack.nginx.url, route, p.load_users, p.load_users, p.load_seconds, ctx.out_dir / "loadgate", samples
+    )
     figure = (
-        f"{agg.requests} requests in {p.load_seconds}s, error ratio {agg.error_ratio:.4f}, "
+        f"{agg.requests} requests ({len(samples)} samples) in {p.load_seconds}s, error ratio {agg.error_ratio:.4f}, "
         f"p99 {agg.p99_ms:.0f} ms, {agg.rps:.0f} req/s"
     )
     missed = judge(agg, Thresholds(p.load_max_error_ratio, p.load_max_p99_ms, p.load_min_rps))

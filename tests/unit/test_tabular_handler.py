@@ -169,7 +169,7 @@ def test_a_batch_of_only_bad_requests(handler, context):
 
 
 def test_answers_do_not_depend_on_batch_size(handler, context):
-    """The README's promise: the same input gets the same bytes back whichever requests share its batch."""
+    """docs/architecture.md's promise: the same input gets the same bytes back whichever requests share its batch."""
     alone = run_batch(handler, context, [{"data": GOOD}])[0][2]
     crowded = run_batch(handler, context, [{"data": [[i / 7, -i / 3] for i in range(64)]}] * 10 + [{"data": GOOD}])
     assert crowded[-1][2] == alone

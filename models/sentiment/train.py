@@ -13,7 +13,7 @@ Writes into --out (default: artifacts/ beside this file):
   metrics.json         held-out accuracy of both models, sizes, seed, the regularisation chosen
   reference_stats.json per drift feature of the training sentences: count, mean, std
   golden_set.json      held-out sentences with the label and scores this exact model gives
-and, with --samples-dir, sentences.txt: held-out sentences for load tests (one per line).
+and, with --samples-dir, the load tests' request bodies (write_samples): held-out sentences.
 
 The split is stratified by source and label and drawn from its own fixed seed, so
 every training seed is judged on the same 600 sentences. The seed draws the
@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "handlers"))
 from model import SentimentClassifier  # noqa: E402
-from text_codec import format_prediction  # noqa: E402
+from text_codec import prediction  # noqa: E402
 
 DATA = HERE / "data"
 SOURCES = ("amazon", "imdb", "yelp")
@@ -159,19 +159,33 @@ def reference_stats(model, tok, texts: list[str]) -> dict:
 
 
 def golden_set(model, tok, texts: list[str], n: int = 16) -> list[dict]:
-    """The first n held-out sentences, each with the answer this model gives (the handler's bytes, parsed)."""
-    probs = probabilities(model, tok, texts[:n])
-    return [
-        {"text": t, **json.loads(format_prediction(p.tolist(), truncated=False))}
-        for t, p in zip(texts[:n], probs, strict=True)
-    ]
+    """The first n held-out sentences as golden cases (archiver/golden.py's form): the JSON request, and
+    the label and scores this model answers (rounded as the handler rounds them), under "probabilities"."""
+    cases = []
+    for text, p in zip(texts[:n], probabilities(model, tok, texts[:n]), strict=True):
+        answer = prediction(p.tolist(), truncated=False)
+        cases.append({"request": {"json": {"text": text}}, "label": answer["label"], "probabilities": answer["scores"]})
+    return cases
+
+
+def write_samples(texts: list[str], out: Path, singles: int = 48, batches: int = 4, per_batch: int = 8) -> None:
+    """Load-test bodies (twinserve.samples), one JSON file each: `singles` {"text": ...} and `batches`
+    {"texts": [...]}, all different held-out sentences (none of them in the golden set)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("text*.json"):
+        old.unlink()
+    for i, text in enumerate(texts[:singles]):
+        (out / f"text-{i:02d}.json").write_text(json.dumps({"text": text}) + "\n")
+    for b in range(batches):
+        start = singles + b * per_batch
+        (out / f"texts-{b}.json").write_text(json.dumps({"texts": texts[start : start + per_batch]}) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=HERE / "artifacts")
-    parser.add_argument("--samples-dir", type=Path, help="also write samples/sentences.txt here (e.g. samples/)")
+    parser.add_argument("--samples-dir", type=Path, help="also write the load-test request bodies here (e.g. samples/)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -202,8 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "reference_stats.json").write_text(json.dumps(reference_stats(model, tok, x), indent=2) + "\n")
     (args.out / "golden_set.json").write_text(json.dumps(golden_set(model, tok, x_test), indent=1) + "\n")
     if args.samples_dir:
-        args.samples_dir.mkdir(parents=True, exist_ok=True)
-        (args.samples_dir / "sentences.txt").write_text("".join(f"{t}\n" for t in x_test[16:216]))
+        write_samples(x_test[16:], args.samples_dir)
     print(
         f"trained seed={args.seed} held-out accuracy: MiniLM+LR {accuracy:.4f} (C={c:g}), "
         f"TF-IDF+LR {bow_accuracy:.4f} (C={bow_c:g}), {len(y_test)} sentences -> {args.out}"

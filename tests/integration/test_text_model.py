@@ -21,10 +21,11 @@ from twinserve.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 SENTIMENT = REPO_ROOT / "models" / "sentiment"
-LIMITS = yaml.safe_load((SENTIMENT / "model-config.yaml").read_text())["handler"]
+CONFIG = yaml.safe_load((SENTIMENT / "model-config.yaml").read_text())
+LIMITS = CONFIG["handler"]
 ARCHIVES: dict[str, Path] = {}  # TorchServe's URL -> the archive it serves
 JSON = "application/json"
-SAMPLES = (SENTIMENT / "samples" / "sentences.txt").read_text().splitlines()
+SAMPLES = [json.loads(p.read_text())["text"] for p in sorted((SENTIMENT / "samples").glob("text-*.json"))]
 
 
 def _ready(url: str) -> bool:
@@ -73,9 +74,9 @@ def test_golden_sentences_answer_what_training_recorded(sentiment_url):
     golden = json.loads(ARCHIVES[sentiment_url].with_suffix(".json").read_text())["golden_set"]
     assert len(golden) == 16
     for case in golden:
-        body = predict(sentiment_url, {"text": case["text"]}).json()
+        body = predict(sentiment_url, case["request"]["json"]).json()
         assert body["label"] == case["label"]
-        for label, score in case["scores"].items():  # 4 digits; float32 kernels may move the last one
+        for label, score in case["probabilities"].items():  # 4 digits; float32 kernels may move the last one
             assert body["scores"][label] == pytest.approx(score, abs=1.5e-4)
 
 
@@ -94,7 +95,12 @@ BAD = {
     "wrong type": ({"text": ["a"]}, JSON, 400, "expected a string"),
     "too many texts": ({"texts": ["ok"] * (LIMITS["max_texts"] + 1)}, JSON, 400, "at most 32 are allowed"),
     "text over the byte limit": ({"text": "a" * (LIMITS["max_text_bytes"] + 1)}, JSON, 413, "bytes of UTF-8"),
-    "body over the byte limit": (b"a" * (LIMITS["max_bytes"] + 1), "application/octet-stream", 413, "at most 131072"),
+    "body over the byte limit": (
+        b"a" * (CONFIG["twinserve"]["max_body"] + 1),
+        "application/octet-stream",
+        413,
+        "at most 131072",
+    ),
 }
 
 

@@ -1,6 +1,7 @@
 """models/sentiment: the plain-torch encoder gives transformers' embeddings, padding changes no member's
 output, and train.py's split, embeddings and heads are the same run after run for a seed."""
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -91,3 +92,15 @@ def test_the_baseline_is_deterministic_for_a_seed():
     texts, labels, sources = TRAIN.load()
     x, y, x_test, y_test = TRAIN.split(texts, labels, sources)
     assert TRAIN.baseline(x[:400], y[:400], x_test, y_test, 3) == TRAIN.baseline(x[:400], y[:400], x_test, y_test, 3)
+
+
+def test_the_shipped_samples_are_what_train_writes_and_none_is_golden(tmp_path):
+    texts, labels, sources = TRAIN.load()
+    held_out = TRAIN.split(texts, labels, sources)[2]
+    TRAIN.write_samples(held_out[16:], tmp_path)
+    shipped = SENTIMENT / "samples"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in shipped.iterdir())
+    assert all((tmp_path / p.name).read_bytes() == p.read_bytes() for p in shipped.iterdir())
+    bodies = [json.loads(p.read_text()) for p in shipped.iterdir()]
+    sent = [b["text"] for b in bodies if "text" in b] + [t for b in bodies if "texts" in b for t in b["texts"]]
+    assert len(sent) == len(set(sent)) == 80 and not set(sent) & set(held_out[:16])

@@ -52,6 +52,7 @@ def context(model_dir, monkeypatch):
     manifest = {"model": {"modelName": "sentiment", "modelVersion": "1.3", "serializedFile": "weights.pt",
                           "modelFile": "model.py", "handler": "text_handler.py"}}  # fmt: skip
     yield Context("sentiment", str(model_dir), manifest, 32, None, "0.12.0", model_yaml_config=CONFIG)
+    sys.modules.pop("model", None)  # TorchServe imported model.py as `model`: not for the tests after this one
     torch.set_num_threads(threads)
     logging.getLogger().setLevel(level)
 
@@ -90,13 +91,14 @@ def test_bad_requests_get_their_own_4xx_and_the_rest_of_the_batch_its_answers(ha
         {"text": 42},
         {"texts": ["Awful.", "Lovely."]},
         b'{"text": "Terrible service, cold food."}',
+        b" " * (CONFIG["twinserve"]["max_body"] + 1),
     ]
     answers = run_batch(handler, context, bodies)
-    assert [a[0] for a in answers] == [200, 400, 400, 413, 400, 400, 400, 200, 200]
+    assert [a[0] for a in answers] == [200, 400, 400, 413, 400, 400, 400, 200, 200, 413]
     assert answers[0][2]["label"] == "positive"
     assert [a["label"] for a in answers[7][2]] == ["negative", "positive"]
     assert answers[8][2]["label"] == "negative"
-    assert all(set(a[2]) == {"error"} for a in answers[1:7])
+    assert all(set(a[2]) == {"error"} for a in answers[1:7] + answers[9:])
     assert "at most 32 are allowed" in answers[4][2]["error"]
     assert all(a[1]["X-Model-Version"] == "1.3" for a in answers)
 

@@ -1,7 +1,7 @@
 """Pure request parsing and response formatting for text classifiers.
 
 No torch, no tokenizer, no TorchServe: every rule about what a client may send
-lives here and is unit-tested on its own (tests/unit/test_text_codec.py).
+lives here and is unit-tested on its own (tests/unit/test_handlers_text_codec.py).
 A request is {"text": "..."} (one answer) or {"texts": [...]} (a list of answers
 in the same order). TorchServe hands the body over already decoded when the
 client said Content-Type: application/json, as bytes otherwise.

@@ -12,7 +12,7 @@ and the model's positive score.
 
 Scores are computed in float32 (float64 costs a transformer twice the time) and
 rounded to 4 digits: a text's scores do not depend on what shared its batch
-beyond that rounding (tests/unit/test_text_handler.py checks it).
+beyond that rounding (tests/unit/test_handlers_text_handler.py checks it).
 """
 
 import math

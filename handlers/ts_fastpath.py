@@ -22,7 +22,7 @@ Installed by the handler at initialize() (after the load message has been read
 unbuffered, so nothing is read ahead of it), when model-config.yaml asks for it.
 TorchServe 0.12 is the last release (the repository is archived), so the
 functions replaced here will not change under us; install() refuses to patch a
-module that lacks any of them, and tests/unit/test_fastpath.py checks both
+module that lacks any of them, and tests/unit/test_handlers_ts_fastpath.py checks both
 codecs against TorchServe's on the same messages.
 """
 
@@ -215,7 +215,7 @@ def encode_response(values: list, req_id_map: dict, message: str, code: int, con
     encoder must write it (other kinds of answer, streaming headers, non-ASCII status phrases).
 
     Byte for byte what ts.protocol.otf_message_handler.create_predict_response
-    writes for the same arguments (tests/unit/test_fastpath.py compares them).
+    writes for the same arguments (tests/unit/test_handlers_ts_fastpath.py compares them).
     """
     pack_int = _INT.pack
     encoded = message.encode("utf-8")

@@ -8,7 +8,7 @@ argument has a default that matches those weights.
 The encoder is written here in plain torch (a 6-layer BERT, 384 wide, 12
 heads) rather than imported from `transformers`: the worker then imports only
 torch and `tokenizers`, which starts faster and smaller (docs/models.md has
-the figures), and tests/unit/test_sentiment_model.py checks that it gives
+the figures), and tests/unit/test_models_sentiment_model.py checks that it gives
 the same embeddings as transformers' BertModel on the same weights. Parameter
 names follow BertModel's, under `encoder.`, so the pretrained safetensors
 load as they are. The encoder's parts are ModuleDicts, not classes of their

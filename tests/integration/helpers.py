@@ -10,6 +10,13 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.ports import free_ports
+from twinserve.release import deploy, promote
+from twinserve.runtime import nginx
+from twinserve.runtime import stack as stack_mod
+from twinserve.runtime.torchserve import TORCHSERVE_BIN, Management
+from twinserve.store.state import read_production
+
 
 def poll(check, timeout: float, every: float = 2.0):
     """Return check()'s first truthy value, or its last value after `timeout`."""
@@ -49,9 +56,6 @@ def standalone_torchserve(root: Path, model: str, archive: Path, ready, timeout:
     Yields:
         The inference URL; the process group is stopped after.
     """
-    from tests.ports import free_ports
-    from twinserve.runtime.torchserve import TORCHSERVE_BIN
-
     store = archive.parent
     inference, management, metrics, grpc_i, grpc_m = free_ports(5)
     config = root / "config.properties"
@@ -77,3 +81,36 @@ def standalone_torchserve(root: Path, model: str, archive: Path, ready, timeout:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def arrange(stack, production: str, versions: dict[str, str]) -> None:
+    """Put the running stack into the state a test needs, with the product's own commands.
+
+    Afterwards every part runs, `production` serves /predict (state file and
+    Nginx), and each colour serves versions[colour] of the stack's first model
+    as its default and only version. Only what differs is changed, so a test
+    that finds the stack as it needs it costs nothing, and no test depends on
+    what the tests before it left behind.
+    """
+    stack_mod.up(stack)  # a colour or the whole stack stopped by an earlier test
+    model = next(iter(stack.models))
+
+    def settled(colour: str) -> bool:
+        client = Management(stack, colour)
+        return [d["modelVersion"] for d in client.describe(model)] == [versions[colour]]
+
+    def put_on_staging(colour: str) -> None:
+        assert stack.other(read_production(stack)) == colour
+        deploy.deploy(stack, stack.model_store / f"{model}-{versions[colour]}.mar")
+
+    staging = stack.other(production)
+    if not settled(production):
+        if read_production(stack) == production:
+            promote.switch_to(stack, staging)
+        put_on_staging(production)
+    if read_production(stack) != production:
+        promote.switch_to(stack, production)
+    if not settled(staging):
+        put_on_staging(staging)
+    assert nginx.get_production(stack) == production
+    assert settled(production) and settled(staging)

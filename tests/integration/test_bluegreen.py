@@ -1,7 +1,9 @@
 """Blue/green against the real stack: routing, deploy, swap, rollback, restarts.
 
-The tests run in file order and share one stack; each says what it expects
-of production, and the order below is the story an operator would live.
+The tests share one stack but not its history: each starts by putting the
+stack into the state it needs (helpers.arrange: the production colour and the
+version each colour serves), so they pass in any order. The file's order is
+still the story an operator would live.
 """
 
 import dataclasses
@@ -16,11 +18,13 @@ import requests
 
 from archiver import read_metadata
 from tests.integration.conftest import free_ports
+from tests.integration.helpers import arrange, poll
 from twinserve.errors import ConfigError, PreflightError
 from twinserve.release import deploy, promote
 from twinserve.runtime import nginx, torchserve
 from twinserve.runtime import stack as stack_mod
 from twinserve.settings import REPO_ROOT
+from twinserve.store.archives import next_version
 from twinserve.store.state import production_file, read_deployments, read_production
 from twinserve.tools.swapcheck import swaps_under_load
 
@@ -43,7 +47,32 @@ def cli(stack, script, *args):
     return subprocess.run([str(REPO_ROOT / "scripts" / script), *args], env=env, capture_output=True, text=True)
 
 
-def test_new_install_blue_is_production_green_is_staging(stack):
+@pytest.fixture
+def blue_serves_1_0_green_1_0(stack):
+    """As after `make up` on a new install: blue is production, both colours serve 1.0."""
+    arrange(stack, "blue", {"blue": "1.0", "green": "1.0"})
+
+
+@pytest.fixture
+def blue_serves_1_0_green_1_1(stack):
+    """A new version deployed to staging (green), not promoted yet."""
+    arrange(stack, "blue", {"blue": "1.0", "green": "1.1"})
+
+
+@pytest.fixture
+def green_serves_1_1_blue_1_0(stack):
+    """The new version promoted: green is production, blue keeps the previous version."""
+    arrange(stack, "green", {"green": "1.1", "blue": "1.0"})
+
+
+@pytest.fixture
+def running(stack):
+    """Every part runs (an earlier test may have stopped a colour or the whole stack); the rest as found."""
+    stack_mod.up(stack)
+
+
+@pytest.mark.usefixtures("blue_serves_1_0_green_1_0")
+def test_as_after_a_new_install_blue_is_production_green_is_staging(stack):
     assert served(stack) == ("blue", "1.0")
     assert served(stack, "/test/predict") == ("green", "1.0")
     result = cli(stack, "which_is_production.sh")
@@ -51,6 +80,7 @@ def test_new_install_blue_is_production_green_is_staging(stack):
     assert result.stdout.strip() == "production is BLUE"
 
 
+@pytest.mark.usefixtures("blue_serves_1_0_green_1_0")
 def test_deploy_reaches_staging_while_production_keeps_answering(stack, workdir):
     answers, stop = [], threading.Event()
 
@@ -87,6 +117,7 @@ def test_deploy_refuses_an_archive_outside_the_model_store(stack, tmp_path):
     assert result.stderr.count("\n") == 1 and "error:" in result.stderr
 
 
+@pytest.mark.usefixtures("blue_serves_1_0_green_1_1")
 def test_swap_is_refused_when_the_smoke_test_fails(stack):
     meta_path = stack.model_store / "regressor-1.1.json"
     original = meta_path.read_text()
@@ -104,6 +135,7 @@ def test_swap_is_refused_when_the_smoke_test_fails(stack):
     assert served(stack) == ("blue", "1.0")
 
 
+@pytest.mark.usefixtures("blue_serves_1_0_green_1_1")
 def test_swap_promotes_staging(stack):
     result = cli(stack, "swap_deploy.sh")
     assert result.returncode == 0, result.stderr
@@ -113,6 +145,7 @@ def test_swap_promotes_staging(stack):
     assert production_file(stack).read_text().strip() == "green"
 
 
+@pytest.mark.usefixtures("green_serves_1_1_blue_1_0")
 def test_rollback_returns_to_the_previous_colour(stack):
     result = cli(stack, "rollback.sh")
     assert result.returncode == 0, result.stderr
@@ -120,30 +153,39 @@ def test_rollback_returns_to_the_previous_colour(stack):
     assert cli(stack, "which_is_production.sh").stdout.strip() == "production is BLUE"
 
 
+@pytest.mark.usefixtures("blue_serves_1_0_green_1_1")
 def test_swaps_and_a_deploy_under_load_fail_no_request(stack, workdir):
     """The bounded CI version of `make swapcheck`: wrk -c50 keep-alive on /predict."""
     before = read_production(stack)
+    version = next_version(stack, "regressor")  # the model directory is archived at the next version
     result = swaps_under_load(stack, swaps=6, deploy_source=workdir / "models" / "regressor")
     report = result.report
     assert report.requests > 1000
     assert report.socket_errors == 0
     assert report.non_2xx == 0
-    assert "regressor 1.2 is on" in result.deployed
+    assert f"regressor {version} is on" in result.deployed
     assert read_production(stack) == before  # an even number of swaps
     assert nginx.get_production(stack) == before
 
 
+@pytest.mark.usefixtures("running")
 def test_access_logs_are_split_by_route_with_upstream_timing(stack):
-    predict(stack)
-    predict(stack, "/test/predict")
     logs = stack.var_dir / "logs"
-    for name, path in (("access_production.log", "/predict"), ("access_test.log", "/test/predict")):
-        deadline_lines = (logs / name).read_text().splitlines()
-        assert deadline_lines, f"{name} is empty"
-        assert all(f"POST {path} " in line for line in deadline_lines)
-        assert "urt=" in deadline_lines[-1] and "colour=" in deadline_lines[-1]
+    routes = {"/predict": logs / "access_production.log", "/test/predict": logs / "access_test.log"}
+
+    def lines(path):
+        return path.read_text().splitlines() if path.is_file() else []
+
+    before = {route: len(lines(log)) for route, log in routes.items()}
+    for route in routes:
+        predict(stack, route)
+    for route, log in routes.items():  # Nginx writes its buffer at least once a second
+        assert poll(lambda log=log, route=route: len(lines(log)) > before[route], timeout=10, every=0.5), log.name
+        assert all(f"POST {route} " in line for line in lines(log))
+        assert "urt=" in lines(log)[-1] and "colour=" in lines(log)[-1]
 
 
+@pytest.mark.usefixtures("blue_serves_1_0_green_1_1")
 def test_a_colour_that_is_down_gives_json_502_and_cannot_be_promoted(stack):
     staging = stack.other(read_production(stack))
     torchserve.stop(stack, staging)
@@ -161,6 +203,7 @@ def test_a_colour_that_is_down_gives_json_502_and_cannot_be_promoted(stack):
     assert predict(stack, "/test/predict").status_code == 200
 
 
+@pytest.mark.usefixtures("blue_serves_1_0_green_1_1")
 def test_state_survives_a_restart(stack):
     promote.swap(stack)
     production = read_production(stack)
@@ -175,6 +218,7 @@ def test_state_survives_a_restart(stack):
     assert served(stack, "/test/predict") == (staging, deployments[staging]["regressor"])
 
 
+@pytest.mark.usefixtures("running")
 def test_rate_limit_gives_json_429(stack, tmp_path):
     """A second Nginx, rendered with a tiny rate, in front of the same colours."""
     port, admin_port = free_ports(2)
@@ -198,6 +242,7 @@ def test_rate_limit_gives_json_429(stack, tmp_path):
         nginx.stop(strict)
 
 
+@pytest.mark.usefixtures("running")
 def test_golden_set_matches_the_archive_that_answers(stack):
     production = read_production(stack)
     version = read_deployments(stack)[production]["regressor"]

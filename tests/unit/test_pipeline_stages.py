@@ -1,14 +1,9 @@
-"""The pipeline's pure core: bake verdicts, when to roll back, stage order, outcomes; and its run records."""
+"""twinserve/pipeline/stages.py: the pipeline's pure core: bake verdicts, when to roll back, stage order, outcomes."""
 
-import copy
 import math
 
 import pytest
-import yaml
 
-from twinserve.errors import ConfigError
-from twinserve.pipeline import record as records
-from twinserve.pipeline.__main__ import main, run_stage
 from twinserve.pipeline.stages import (
     STAGES,
     BakeJudge,
@@ -21,11 +16,13 @@ from twinserve.pipeline.stages import (
     problems,
     summary,
 )
-from twinserve.pipeline.steps import Context
-from twinserve.settings import DEFAULT_STACK, load_stack
 
 LIMITS = BakeLimits(max_error_ratio=0.01, max_p99_ms=250, breaches_to_fail=2)
+
+
 GOOD = BakeSample(requests_per_s=50, error_ratio=0.0, p99_ms=20)
+
+
 SLOW = BakeSample(requests_per_s=50, error_ratio=0.0, p99_ms=480)
 
 
@@ -115,53 +112,6 @@ def test_the_summary_has_a_line_per_stage_and_the_outcome():
     assert lines[0] == "pipeline run r1: regressor 1.1 from models/regressor"
     assert lines[3] == "train     failed       2.5  training failed: boom"
     assert lines[-1].startswith("outcome: stopped at train")
-
-
-@pytest.fixture
-def stack(tmp_path):
-    raw = copy.deepcopy(yaml.safe_load(DEFAULT_STACK.read_text()))
-    raw["var_dir"], raw["state_dir"] = str(tmp_path / "var"), str(tmp_path / "var" / "state")
-    raw["model_store"] = str(tmp_path / "store")
-    path = tmp_path / "stack.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return load_stack(path)
-
-
-def test_records_are_saved_loaded_and_listed(stack, tmp_path):
-    first = records.new(stack, tmp_path, "regressor", "1.1", run_id="a-1")
-    records.new(stack, tmp_path, "regressor", "1.2", run_id="b-2")
-    assert records.load(stack, "a-1") == first
-    assert [r["run_id"] for r in records.history(stack)] == ["a-1", "b-2"]
-    with pytest.raises(ConfigError, match="exists already"):
-        records.new(stack, tmp_path, "regressor", "1.3", run_id="a-1")
-
-
-@pytest.mark.parametrize("run_id", ["../escape", "a b", "", "x" * 101])
-def test_a_run_id_cannot_name_a_path(stack, tmp_path, run_id):
-    with pytest.raises(ConfigError, match="run id"):
-        records.new(stack, tmp_path, "regressor", "1.1", run_id=run_id)
-    with pytest.raises(ConfigError, match="run id"):
-        records.load(stack, run_id)
-
-
-def test_stages_run_only_in_order_and_skipping_is_for_test_and_train_only(stack, tmp_path):
-    ctx = Context(stack, records.new(stack, tmp_path, "regressor", "1.1", run_id="r"))
-    with pytest.raises(ConfigError, match="the next stage is test"):
-        run_stage(ctx, "deploy")
-    assert run_stage(ctx, "test", skip=True)
-    assert run_stage(ctx, "train", skip=True)
-    with pytest.raises(ConfigError, match="archive cannot be skipped"):
-        run_stage(ctx, "archive", skip=True)
-    assert [s["status"] for s in records.load(stack, "r")["stages"]] == ["skipped", "skipped"]
-
-
-def test_bad_arguments_give_one_line_and_exit_2(stack, tmp_path, capsys):
-    assert main(["--stack", str(stack.path), "run", "--model-dir", str(tmp_path / "nope")]) == 2
-    assert main(["--stack", str(stack.path), "start", "--model-dir", "models/regressor", "--version", "1.x"]) == 2
-    assert main(["--stack", str(stack.path), "stage", "smoke", "--run-id", "missing"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("pipeline: error: ") for line in err)
-    assert "not a model directory" in err[0] and "version '1.x'" in err[1] and "no pipeline run missing" in err[2]
 
 
 def _alert(name, state="firing", severity="critical", active="2026-11-28T02:00:10.123456789Z", **labels):

@@ -12,6 +12,7 @@ how often the supervisor restarted it.
 
 import json
 import time
+from collections.abc import Callable
 
 import requests
 from prometheus_client import CollectorRegistry, start_http_server
@@ -25,8 +26,15 @@ from twinserve.store.state import read_production
 
 
 class ControlPlaneCollector:
-    def __init__(self, stack: Stack):
+    """The production colour, each colour's versions and ready workers, the publishers' counters.
+
+    `management` makes a colour's management-API client (the real one by default;
+    the unit tests pass a fake to take a colour down or change its versions).
+    """
+
+    def __init__(self, stack: Stack, management: Callable[..., Management] = Management):
         self.stack = stack
+        self.management = management
 
     def collect(self):
         state_ok = GaugeMetricFamily(
@@ -52,7 +60,7 @@ class ControlPlaneCollector:
         for colour in self.stack.colours:
             prod.add_metric([colour], 1.0 if colour == production else 0.0)
             role = "production" if colour == production else "staging"
-            client = Management(self.stack, colour, timeout=2.0)
+            client = self.management(self.stack, colour, timeout=2.0)
             try:
                 for model in self.stack.models:
                     default = client.default_version(model)

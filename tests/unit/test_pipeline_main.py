@@ -1,0 +1,34 @@
+"""twinserve/pipeline/__main__.py: stages run only in order, and bad arguments are one line and exit 2."""
+
+import pytest
+
+from tests.unit.stacks import tmp_stack
+from twinserve.errors import ConfigError
+from twinserve.pipeline import record as records
+from twinserve.pipeline.__main__ import main, run_stage
+from twinserve.pipeline.steps import Context
+
+
+@pytest.fixture
+def stack(tmp_path):
+    return tmp_stack(tmp_path)
+
+
+def test_stages_run_only_in_order_and_skipping_is_for_test_and_train_only(stack, tmp_path):
+    ctx = Context(stack, records.new(stack, tmp_path, "regressor", "1.1", run_id="r"))
+    with pytest.raises(ConfigError, match="the next stage is test"):
+        run_stage(ctx, "deploy")
+    assert run_stage(ctx, "test", skip=True)
+    assert run_stage(ctx, "train", skip=True)
+    with pytest.raises(ConfigError, match="archive cannot be skipped"):
+        run_stage(ctx, "archive", skip=True)
+    assert [s["status"] for s in records.load(stack, "r")["stages"]] == ["skipped", "skipped"]
+
+
+def test_bad_arguments_give_one_line_and_exit_2(stack, tmp_path, capsys):
+    assert main(["--stack", str(stack.path), "run", "--model-dir", str(tmp_path / "nope")]) == 2
+    assert main(["--stack", str(stack.path), "start", "--model-dir", "models/regressor", "--version", "1.x"]) == 2
+    assert main(["--stack", str(stack.path), "stage", "smoke", "--run-id", "missing"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("pipeline: error: ") for line in err)
+    assert "not a model directory" in err[0] and "version '1.x'" in err[1] and "no pipeline run missing" in err[2]

@@ -1,0 +1,41 @@
+"""twinserve/runtime/stack.py: the stack's parts and their ports; a port held by a foreign process (a real socket)."""
+
+import os
+import socket
+
+import pytest
+import yaml
+
+from twinserve.errors import ServiceError
+from twinserve.runtime import stack as stack_mod
+from twinserve.settings import DEFAULT_STACK, parse_stack
+
+
+@pytest.fixture
+def stack(tmp_path):
+    raw = yaml.safe_load(DEFAULT_STACK.read_text())
+    raw["var_dir"], raw["state_dir"] = str(tmp_path / "var"), str(tmp_path / "state")
+    return parse_stack(raw, tmp_path / "stack.yaml")
+
+
+def test_up_names_a_foreign_process_holding_a_port_and_starts_nothing(stack):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    part = stack_mod.Part("torchserve-blue", (port,), True, lambda: pytest.fail("started"), lambda: None)
+    try:
+        with pytest.raises(ServiceError) as err:
+            stack_mod.check_ports(stack, [part])
+    finally:
+        holder.close()
+    message = str(err.value)
+    assert f"port {port} (torchserve-blue) is held by pid {os.getpid()}" in message
+    assert "not this stack's" in message and "nothing was started" in message
+    assert "\n" not in message
+
+
+def test_every_part_knows_its_ports_and_they_are_the_stack_ports(stack):
+    parts = stack_mod.parts(stack)
+    assert [p.name for p in parts if p.serving] == ["torchserve-blue", "torchserve-green", "nginx"]
+    assert sorted(port for p in parts for port in p.ports) == sorted(stack.ports)

@@ -1,0 +1,145 @@
+"""twinserve/settings.py: config/stack.yaml, the one source of ports, loaded and validated field by field."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.unit.stacks import RAW, all_ports, raw_copy, shifted
+from twinserve.errors import ConfigError
+from twinserve.settings import DEFAULT_STACK, REPO_ROOT, load_stack, parse_stack
+
+
+def test_the_default_stack_loads(monkeypatch):
+    monkeypatch.delenv("TWINSERVE_STACK", raising=False)
+    stack = load_stack()
+    assert stack.path == DEFAULT_STACK
+    assert stack.colour_names == ["blue", "green"]
+    assert stack.other("blue") == "green" and stack.other("green") == "blue"
+    assert stack.nginx.url == "http://127.0.0.1:8080"
+    assert stack.inference_url("green") == "http://127.0.0.1:8280"
+    assert stack.management_url("blue") == "http://127.0.0.1:8181"
+    assert stack.models["regressor"].version == "1.0"
+    assert stack.models["regressor"].dir == REPO_ROOT / "models" / "regressor"
+    assert stack.var_dir == REPO_ROOT / "var"
+    assert stack.colour_store("green") == REPO_ROOT / "var" / "green" / "model-store"
+    assert len(set(all_ports(stack))) == len(all_ports(stack)) == 20
+
+
+def test_twinserve_stack_names_another_file(tmp_path, monkeypatch):
+    path = tmp_path / "stack.yaml"
+    path.write_text(yaml.safe_dump(shifted(RAW, 100)))
+    monkeypatch.setenv("TWINSERVE_STACK", str(path))
+    stack = load_stack()
+    assert stack.path == path
+    assert stack.nginx.port == 8180
+
+
+def test_relative_paths_are_resolved_against_the_root(tmp_path):
+    stack = parse_stack(raw_copy(), tmp_path / "s.yaml", root=tmp_path)
+    assert stack.state_dir == tmp_path / "var" / "state"
+    assert stack.model_store == tmp_path / "model_store"
+    absolute = raw_copy()
+    absolute["var_dir"] = "/srv/twinserve"
+    assert parse_stack(absolute, tmp_path / "s.yaml", root=tmp_path).var_dir == Path("/srv/twinserve")
+
+
+def test_version_is_always_a_string():
+    raw = raw_copy()
+    raw["models"]["regressor"]["version"] = 2.0  # unquoted in YAML
+    assert parse_stack(raw, Path("s.yaml")).models["regressor"].version == "2.0"
+
+
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [
+        (("colours", "green"), "inference_port"),  # same as blue's after the change below
+        (("nginx",), "admin_port"),
+        (("monitoring",), "exporter_port"),
+        (("drift",), "broker_port"),
+    ],
+)
+def test_a_port_used_twice_is_refused(where, key):
+    raw = raw_copy()
+    section = raw
+    for name in where:
+        section = section[name]
+    section[key] = raw["colours"]["blue"]["inference_port"]
+    with pytest.raises(ConfigError, match="a port is used twice"):
+        parse_stack(raw, Path("s.yaml"))
+
+
+@pytest.mark.parametrize(
+    "colours",
+    [
+        ["blue"],
+        ["blue", "green", "red"],
+        ["Blue", "green"],
+        ["blue", "green-2"],
+    ],
+)
+def test_colours_must_be_exactly_two_lower_case_names(colours):
+    raw = raw_copy()
+    spec = raw["colours"]["blue"]
+    raw["colours"] = {}
+    for i, name in enumerate(colours):
+        raw["colours"][name] = {k: v + 1000 * i for k, v in spec.items()}
+    with pytest.raises(ConfigError, match="colours must be exactly two lower-case names"):
+        parse_stack(raw, Path("s.yaml"))
+
+
+@pytest.mark.parametrize("section", ["nginx", "torchserve", "monitoring", "drift", "colours", "models", "var_dir"])
+def test_a_missing_section_is_refused(section):
+    raw = raw_copy()
+    del raw[section]
+    with pytest.raises(ConfigError, match=f"missing or malformed section '{section}'"):
+        parse_stack(raw, Path("s.yaml"))
+
+
+def test_a_missing_field_is_named():
+    raw = raw_copy()
+    del raw["torchserve"]["job_queue_size"]
+    with pytest.raises(ConfigError, match=r"torchserve: missing \['job_queue_size'\], unknown nothing"):
+        parse_stack(raw, Path("s.yaml"))
+
+
+def test_an_unknown_field_is_named():
+    raw = raw_copy()
+    raw["colours"]["green"]["debug_port"] = 8299
+    with pytest.raises(ConfigError, match=r"colours.green: missing nothing, unknown \['debug_port'\]"):
+        parse_stack(raw, Path("s.yaml"))
+
+
+def test_no_model_is_refused():
+    raw = raw_copy()
+    raw["models"] = {}
+    with pytest.raises(ConfigError, match="at least one model"):
+        parse_stack(raw, Path("s.yaml"))
+
+
+@pytest.mark.parametrize("raw", [None, [], "text"])
+def test_a_stack_that_is_not_a_mapping(raw):
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        parse_stack(raw, Path("s.yaml"))
+
+
+def test_a_section_of_the_wrong_type():
+    raw = raw_copy()
+    raw["colours"] = ["blue", "green"]
+    with pytest.raises(ConfigError, match="missing or malformed section"):
+        parse_stack(raw, Path("s.yaml"))
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_stack(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nginx: [unclosed\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_stack(bad)
+
+
+def test_config_errors_exit_with_the_usage_code():
+    with pytest.raises(ConfigError) as caught:
+        parse_stack(None, Path("s.yaml"))
+    assert caught.value.exit_code == 2

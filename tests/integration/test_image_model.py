@@ -17,8 +17,8 @@ import requests
 from PIL import Image
 
 from archiver import build_archive
+from tests.checkout import REPO_ROOT
 from tests.integration.helpers import standalone_torchserve
-from twinserve.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 DIGITS = REPO_ROOT / "models" / "digits"

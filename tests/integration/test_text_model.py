@@ -16,8 +16,8 @@ import requests
 import yaml
 
 from archiver import build_archive
+from tests.checkout import REPO_ROOT
 from tests.integration.helpers import standalone_torchserve
-from twinserve.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 SENTIMENT = REPO_ROOT / "models" / "sentiment"

@@ -30,13 +30,14 @@ DRIFT_FEATURES = ["chars", "tokens", "positive"]
 class TextHandler(TwinserveHandler):
     def configure(self, cfg):
         """Args: cfg: max_tokens (truncation), max_texts (per request), max_text_bytes (413 above),
-        labels (the head's outputs, in order), tokenizer (file in the archive). The body's limit is
-        twinserve.max_body."""
+        labels (the head's outputs, in order), tokenizer (file in the archive), max_forward (the most
+        texts in one forward pass: bounds the attention's memory). The body's limit is twinserve.max_body."""
         self.max_tokens = int(cfg.get("max_tokens", 256))
         self.max_texts = int(cfg.get("max_texts", 32))
         self.max_text_bytes = int(cfg.get("max_text_bytes", 4096))
         self.labels = tuple(cfg.get("labels", LABELS))
         self.tokenizer_file = str(cfg.get("tokenizer", "tokenizer.json"))
+        self.max_forward = int(cfg.get("max_forward", 64))
         self.drift_features = list(DRIFT_FEATURES)
 
     def initialize(self, context):
@@ -54,17 +55,26 @@ class TextHandler(TwinserveHandler):
         return parse_request(request, self.max_texts, self.max_text_bytes)
 
     def predict(self, items: list[Texts]) -> list[list[tuple[list[float], bool, int]]]:
-        """Every text of every request in one forward pass, padded to the batch's longest.
+        """Every text of every request, tokenised together; one forward pass, padded to the batch's longest.
+
+        A batch of more than max_forward texts (32 requests of 32 texts: 1,024) goes in passes of
+        max_forward texts of similar length, each padded to its own longest: the attention's memory
+        grows with texts × tokens², and 1,024 × 256² would take gigabytes.
 
         Returns:
             Per request, per text: (probabilities, truncated, tokens).
         """
         texts = [t for item in items for t in item.values]
         ids, mask, truncated = encode_batch(self.tokenizer, texts)
+        tokens = mask.sum(dim=1)
+        probs = torch.empty(len(texts), len(self.labels), dtype=torch.float64)
+        passes = [torch.arange(len(texts))] if len(texts) <= self.max_forward else None
+        passes = passes or list(torch.argsort(tokens, stable=True).split(self.max_forward))
         with torch.inference_mode():
-            probs = torch.softmax(self.model(ids, mask).double(), dim=1).tolist()
-        tokens = mask.sum(dim=1).tolist()
-        rows = iter(zip(probs, truncated, tokens, strict=True))
+            for idx in passes:
+                longest = int(tokens[idx].max())  # padding is on the right: cut to this pass's longest
+                probs[idx] = torch.softmax(self.model(ids[idx, :longest], mask[idx, :longest]).double(), dim=1)
+        rows = iter(zip(probs.tolist(), truncated, tokens.tolist(), strict=True))
         return [[next(rows) for _ in item.values] for item in items]
 
     def encode(self, item: Texts, output) -> str:

@@ -128,6 +128,21 @@ def test_a_text_gets_the_same_answer_whatever_shares_its_batch(handler, context)
             assert one["scores"][label] == pytest.approx(other["scores"][label], abs=1.5e-4)
 
 
+def test_a_batch_over_max_forward_goes_in_passes_and_answers_as_alone(handler, context):
+    texts = [f"{'Really ' * (k % 9)}good food, but the service was {'very ' * (k % 5)}slow." for k in range(20)]
+    alone = [run_batch(handler, context, [{"text": t}])[0][2] for t in texts[:6]]
+    handler.max_forward = 4
+    shapes = []
+    forward = handler.model.forward
+    handler.model.forward = lambda ids, mask: shapes.append(tuple(ids.shape)) or forward(ids, mask)
+    answers = run_batch(handler, context, [{"texts": texts[:6]}, {"texts": texts[6:]}])
+    assert [n for n, _ in shapes] == [4, 4, 4, 4, 4] and len({length for _, length in shapes}) > 1
+    for one, other in zip(alone, answers[0][2], strict=True):
+        assert one["label"] == other["label"]
+        assert one["scores"]["positive"] == pytest.approx(other["scores"]["positive"], abs=1.5e-4)
+    assert len(answers[1][2]) == 14
+
+
 def test_only_production_texts_feed_drift_with_length_tokens_and_score(handler, context):
     published = []
 

@@ -87,13 +87,13 @@ def arrange(stack, production: str, versions: dict[str, str]) -> None:
     """Put the running stack into the state a test needs, with the product's own commands.
 
     Afterwards every part runs, `production` serves /predict (state file and
-    Nginx), and each colour serves versions[colour] of the stack's first model
+    Nginx), and each colour serves versions[colour] of the stack's default model
     as its default and only version. Only what differs is changed, so a test
     that finds the stack as it needs it costs nothing, and no test depends on
     what the tests before it left behind.
     """
     stack_mod.up(stack)  # a colour or the whole stack stopped by an earlier test
-    model = next(iter(stack.models))
+    model = stack.default
 
     def settled(colour: str) -> bool:
         client = Management(stack, colour)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from twinserve.errors import ConfigError
 from twinserve.pipeline.stages import (
     STAGES,
     BakeJudge,
@@ -92,7 +93,7 @@ def test_next_stage_follows_the_order_and_ends():
     record["stages"] = [{"name": n} for n in STAGES]
     assert next_stage(record) is None
     assert next_stage({"run_id": "r", "stages": [], "outcome": "stopped"}) is None
-    with pytest.raises(ValueError, match="out of order"):
+    with pytest.raises(ConfigError, match="out of order"):
         next_stage({"run_id": "r", "stages": [{"name": "train"}]})
 
 
@@ -132,6 +133,15 @@ def test_only_critical_alerts_firing_since_the_promotion_count_against_the_colou
         _alert("Unreadable", active="yesterday"),  # counted: an unknown start is no excuse
     ]
     assert alerts_against(alerts, "green", PROMOTED_AT) == ("NoColour", "Since", "Unreadable")
+
+
+def test_only_the_promoted_model_s_alerts_count():
+    alerts = [
+        _alert("Digits", model="digits", colour="green"),
+        _alert("Regressor", model="regressor", colour="green"),  # another model's production on green
+        _alert("NoModel", colour="green"),  # a colour's own trouble (its target down) concerns every model
+    ]
+    assert alerts_against(alerts, "green", PROMOTED_AT, "digits") == ("Digits", "NoModel")
 
 
 def test_no_alert_is_no_verdict_against():

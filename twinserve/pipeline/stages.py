@@ -5,6 +5,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from twinserve.errors import ConfigError
+
 # In order. Jenkins has one stage per name (a test checks jenkins/pipeline.groovy against it).
 STAGES = ("test", "train", "archive", "deploy", "smoke", "loadgate", "approve", "promote", "bake")
 SKIPPABLE = ("test", "train")  # the rest are the gates; skipping them would defeat the pipeline
@@ -32,11 +34,12 @@ class BakeSample:
     unavailable: str = ""  # why there is no sample (Prometheus down): counts as a bad check
 
 
-def alerts_against(alerts: list[dict], colour: str, since: float) -> tuple[str, ...]:
-    """Names of the critical alerts that speak against the promoted colour.
+def alerts_against(alerts: list[dict], colour: str, since: float, model: str | None = None) -> tuple[str, ...]:
+    """Names of the critical alerts that speak against the promoted colour of the promoted model.
 
     Firing, about this colour or about no colour in particular (not the staging
-    one's), and active only since the promotion: an alert already pending or
+    one's), about this model or no model in particular (not another model's: each
+    model has its own production), and active only since the promotion: an alert already pending or
     firing before the switch (a burn alert about the old colour's errors, whose
     windows still hold them) says nothing about the new version, whose own error
     ratio the bake judges directly.
@@ -49,6 +52,7 @@ def alerts_against(alerts: list[dict], colour: str, since: float) -> tuple[str, 
         a["labels"].get("alertname", "?") for a in alerts
         if a.get("state") == "firing" and a["labels"].get("severity") == "critical"
         and a["labels"].get("colour", colour) == colour and _unix(a.get("activeAt", "")) >= since
+        and (model is None or a["labels"].get("model", model) == model)
     }))  # fmt: skip
 
 
@@ -118,7 +122,7 @@ class BakeJudge:
 
 
 def summary(record: dict) -> str:
-    """The table printed at the end of a run (and by `python -m twinserve.pipeline show`)."""
+    """The table printed at the end of a run (and by `twinserve pipeline show`)."""
     lines = [
         f"pipeline run {record['run_id']}: {record['model']} {record.get('version') or '?'} from {record['model_dir']}",
         f"{'stage':<9} {'status':<8} {'seconds':>7}  figure",
@@ -146,5 +150,5 @@ def next_stage(record: dict) -> str | None:
         return None
     done = [s["name"] for s in record["stages"]]
     if done != list(STAGES[: len(done)]):
-        raise ValueError(f"run {record['run_id']} ran its stages out of order: {done}")
+        raise ConfigError(f"run {record['run_id']} ran its stages out of order: {done}")
     return STAGES[len(done)] if len(done) < len(STAGES) else None

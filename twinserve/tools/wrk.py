@@ -17,6 +17,13 @@ POST_SCRIPT = """wrk.method = "POST"
 wrk.body = '{"data": [0.2, 0.6]}'
 wrk.headers["Content-Type"] = "application/json"
 """
+# Any body (a PNG, ...): wrk's Lua reads it from a file once, at start.
+BODY_SCRIPT = """wrk.method = "POST"
+local f = assert(io.open("%s", "rb"))
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "%s"
+"""
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
@@ -74,9 +81,26 @@ def _children_cpu() -> float:
 class WrkRun:
     """wrk in the background against one URL until stop() (or its duration)."""
 
-    def __init__(self, url: str, connections: int, threads: int = 2, duration_s: int = 600, headers=None):
+    def __init__(
+        self,
+        url: str,
+        connections: int,
+        threads: int = 2,
+        duration_s: int = 600,
+        headers=None,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+    ):
+        """`body` (with its content type) is POSTed instead of the tabular row of POST_SCRIPT."""
+        self._body = None
+        if body is not None:
+            with tempfile.NamedTemporaryFile("wb", suffix=".body", delete=False) as f:
+                f.write(body)
+            self._body = Path(f.name)
+            if '"' in content_type or "\\" in content_type:
+                raise ValueError(f"content type {content_type!r}")
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(POST_SCRIPT)
+            script.write(POST_SCRIPT if self._body is None else BODY_SCRIPT % (self._body, content_type))
             for name, value in (headers or {}).items():
                 script.write(f'wrk.headers["{name}"] = "{value}"\n')
         self._script = Path(script.name)
@@ -105,6 +129,8 @@ class WrkRun:
             out, _ = self._proc.communicate(timeout=timeout)
         finally:
             self._script.unlink(missing_ok=True)
+            if self._body is not None:
+                self._body.unlink(missing_ok=True)
         return dataclasses.replace(parse_report(out), generator_cpu_s=_children_cpu() - self._cpu_before)
 
 

@@ -2,7 +2,8 @@
 
 A model directory is what the ML engineer delivers:
     model.py, model-config.yaml, and artifacts/ written by its train.py
-    (weights.pt, reference_stats.json, golden_set.json).
+    (weights.pt, reference_stats.json, golden_set.json; optionally metrics.json,
+    and files/ for what the handler reads beside the weights, e.g. a tokenizer).
 
 Beside each archive goes <name>-<version>.json: its sha256 and how it was built
 (git commit, time, reference statistics, golden set, handler and
@@ -31,6 +32,7 @@ from archiver.modelconfig import ModelConfigError
 HANDLER_BASE = ("twinserve_handler.py", "request_errors.py", "ts_fastpath.py", "input_publisher.py")
 ARTIFACTS = ("weights.pt", "reference_stats.json", "golden_set.json")
 OPTIONAL_ARTIFACTS = ("metrics.json",)  # e.g. held-out accuracy, copied into the metadata
+MODEL_FILES = "files"  # artifacts/files/*: what the handler reads beside the weights (a tokenizer), packed as is
 VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){0,2}")  # used with fullmatch: no trailing newline
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -214,6 +216,7 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
     handler, modules = handler_files(settings.handler)
     extras = [artifacts / "reference_stats.json", artifacts / "golden_set.json"]
     extras += [artifacts / a for a in OPTIONAL_ARTIFACTS if (artifacts / a).is_file()]
+    extras += sorted(p for p in (artifacts / MODEL_FILES).glob("*") if p.is_file())
     with tempfile.TemporaryDirectory(dir=store) as tmp:
         generate_model_archive(
             ModelArchiverConfig(

@@ -105,6 +105,16 @@ def test_archive_holds_the_model_the_handler_and_its_modules(model_dir, store):
     assert weights == (model_dir / "artifacts" / "weights.pt").read_bytes()
 
 
+def test_artifacts_files_are_packed_beside_the_weights_for_the_handler(model_dir, store):
+    files = model_dir / "artifacts" / "files"
+    files.mkdir()
+    (files / "tokenizer.json").write_text('{"vocab": ["[PAD]"]}')
+    (files / "vocab.txt").write_bytes(b"[PAD]\n[UNK]\n")
+    with zipfile.ZipFile(build_archive(model_dir, "1.0", store).path) as mar:
+        assert mar.read("tokenizer.json") == b'{"vocab": ["[PAD]"]}'
+        assert mar.read("vocab.txt") == b"[PAD]\n[UNK]\n"
+
+
 def test_the_handler_is_chosen_by_the_model_config(tmp_path):
     handler, modules = handler_files("image")
     assert handler == REPO_ROOT / "handlers" / "image_handler.py" == handler_dir() / "image_handler.py"

@@ -55,7 +55,7 @@ def digits_url(tmp_path_factory):
     """TorchServe with digits 1.0, trained here from models/digits, on free loopback ports."""
     root = tmp_path_factory.mktemp("digits")
     model_dir = root / "digits"
-    shutil.copytree(DIGITS, model_dir, ignore=shutil.ignore_patterns("artifacts", "samples"))
+    shutil.copytree(DIGITS, model_dir, ignore=shutil.ignore_patterns("artifacts"))  # samples/: twinserve.samples
     train = [sys.executable, str(DIGITS / "train.py"), "--out", str(model_dir / "artifacts")]
     subprocess.run(train, check=True, capture_output=True)
     built = build_archive(model_dir, "1.0", root / "store")

@@ -31,7 +31,8 @@ class TextHandler(TwinserveHandler):
     def configure(self, cfg):
         """Args: cfg: max_tokens (truncation), max_texts (per request), max_text_bytes (413 above),
         labels (the head's outputs, in order), tokenizer (file in the archive), max_forward (the most
-        texts in one forward pass: bounds the attention's memory). The body's limit is twinserve.max_body (the base checks it)."""
+        texts in one forward pass: bounds the attention's memory). The body's limit is twinserve.max_body
+        (the base checks it)."""
         self.max_tokens = int(cfg.get("max_tokens", 256))
         self.max_texts = int(cfg.get("max_texts", 32))
         self.max_text_bytes = int(cfg.get("max_text_bytes", 4096))

@@ -87,6 +87,14 @@ def test_the_right_label_with_probabilities_within_the_tolerance_is_right():
     assert smoke.compare(LABEL, answer(), golden_as_mapping) is None
 
 
+def test_a_text_model_s_scores_are_compared_as_its_probabilities():
+    text_golden = {"label": "positive", "probabilities": {"negative": 0.1034, "positive": 0.8966}}
+    right = {"label": "positive", "scores": {"negative": 0.1034, "positive": 0.8966}, "truncated": False}
+    assert smoke.compare(LABEL, right, text_golden) is None
+    wrong = {"label": "positive", "scores": {"negative": 0.2, "positive": 0.8}}
+    assert "probability of negative 0.2 differs" in smoke.compare(LABEL, wrong, text_golden)
+
+
 @pytest.mark.parametrize(
     ("body", "says"),
     [

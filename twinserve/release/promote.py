@@ -12,6 +12,7 @@ import requests
 
 from twinserve.errors import PreflightError, ServiceError, TwinserveError
 from twinserve.release.clients import LIVE, Clients
+from twinserve.release.smoke import rule_of
 from twinserve.runtime.torchserve import Management
 from twinserve.settings import Stack
 from twinserve.store.archives import archive_for
@@ -70,7 +71,7 @@ def preflight(stack: Stack, colour: str, url: str, model: str | None = None, *, 
                 raise PreflightError(f"{colour} {name} {description.get('modelVersion')} has no ready worker")
         version = client.default_version(name)
         _, meta = archive_for(stack, name, version)
-        clients.smoke(url, meta["golden_set"], colour, version)
+        clients.smoke(url, meta["golden_set"], colour, version, rule_of(meta))
 
 
 def _verify_production(stack: Stack, colour: str, model: str, attempts: int = 20, *, clients: Clients = LIVE) -> None:
@@ -78,7 +79,7 @@ def _verify_production(stack: Stack, colour: str, model: str, attempts: int = 20
     _, meta = archive_for(stack, model, version)
     row = meta["golden_set"][:1]
     for _ in range(attempts):
-        clients.smoke(route(stack, model), row, colour, version)
+        clients.smoke(route(stack, model), row, colour, version, rule_of(meta))
 
 
 def switch_to(stack: Stack, target: str, model: str | None = None, *, clients: Clients = LIVE) -> str:

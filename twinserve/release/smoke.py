@@ -43,16 +43,19 @@ def compare_numbers(body, expected, tolerance: float) -> str | None:
 def compare_label(body, label, probabilities, tolerance: float) -> str | None:
     """{"label": k, "probabilities": {"0": p, ...}}: the label exactly, every class's probability within tolerance.
 
+    A text model answers its classes' probabilities as "scores" (the sentiment services' form,
+    {"label": "positive", "scores": {...}}); either name is read.
+
     Args:
         probabilities: the golden ones, a list (class = index) or a mapping class -> probability.
     """
     if isinstance(probabilities, list):
         probabilities = {str(k): p for k, p in enumerate(probabilities)}
-    if not isinstance(body, dict) or "label" not in body or not isinstance(body.get("probabilities"), dict):
+    got = body.get("probabilities", body.get("scores")) if isinstance(body, dict) else None
+    if not isinstance(body, dict) or "label" not in body or not isinstance(got, dict):
         return f"answer {str(body)[:120]!r} has no label and probabilities"
     if str(body["label"]) != str(label) or isinstance(body["label"], bool):
         return f"label {body['label']!r} differs from the golden {label!r}"
-    got = body["probabilities"]
     if set(got) != set(probabilities):
         return f"classes {sorted(got)} differ from the golden {sorted(probabilities)}"
     for k, want in probabilities.items():

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from archiver.reference import ReferenceError, reference_stats
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HANDLER_DIR = REPO_ROOT / "handlers"
 # What every archive carries besides its kind's handler: the base and what it imports.
@@ -157,6 +159,12 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
     handler, modules = handler_files(settings.get("handler", DEFAULT_KIND))
     extras = [artifacts / "reference_stats.json", artifacts / "golden_set.json"]
     extras += [artifacts / a for a in OPTIONAL_ARTIFACTS if (artifacts / a).is_file()]
+    try:
+        reference = reference_stats(
+            artifacts, json.loads((artifacts / "reference_stats.json").read_text()), settings.get("drift_features")
+        )
+    except ReferenceError as exc:
+        raise ArchiveError(str(exc)) from None
     with tempfile.TemporaryDirectory(dir=store) as tmp:
         generate_model_archive(
             ModelArchiverConfig(
@@ -179,7 +187,7 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
             "sha256": digest,
             "git_commit": _git_commit(),
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "reference_stats": json.loads((artifacts / "reference_stats.json").read_text()),
+            "reference_stats": reference,  # with KLL sketches of the watched features: archiver/reference.py
             "golden_set": json.loads((artifacts / "golden_set.json").read_text()),
             "metrics": _read_json(artifacts / "metrics.json"),
             "handler": config.get("handler", {}),

@@ -45,7 +45,7 @@ def messages(
         raise ValueError(f"unknown feature {drift.feature!r}; the reference has {sorted(reference)}")
     if count < 0 or rows_per_message < 1:
         raise ValueError("count must be >= 0 and rows_per_message >= 1")
-    features = sorted(reference)
+    features = sorted(f for f in reference if f != "prediction")  # inputs only: no model scores them here
     rng = random.Random(seed)
     for i in range(count):
         shifted = drift.feature if i >= drift.after else None

@@ -26,9 +26,10 @@ test: install  ## unit tests, then integration tests against real TorchServe and
 unit: install  ## unit tests only (no servers)
 	$(PY) -m pytest tests/unit
 
-lint: install  ## ruff, and luacheck on Nginx's Lua
+lint: install  ## ruff, the import contracts (layers; pyproject.toml), and luacheck on Nginx's Lua
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports --no-cache --no-logo
 	luacheck -q nginx/lua
 
 format: install

@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from archiver.build import REPO_ROOT, ArchiveError, build_archive
+from archiver.build import ArchiveError, build_archive, project_root
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,8 +13,9 @@ def main(argv: list[str] | None = None) -> int:
     build = sub.add_parser("build", help="pack a model directory into <store>/<name>-<version>.mar")
     build.add_argument("model_dir", type=Path)
     build.add_argument("--version", required=True)
-    build.add_argument("--store", type=Path, default=REPO_ROOT / "model_store")
+    build.add_argument("--store", type=Path, help="default: model_store/ of the project ($TWINSERVE_HOME or here)")
     args = parser.parse_args(argv)
+    args.store = args.store or project_root() / "model_store"
     try:
         built = build_archive(args.model_dir, args.version, args.store)
     except ArchiveError as exc:

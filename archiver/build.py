@@ -13,6 +13,7 @@ the archive. Archives are immutable: an existing version is never overwritten.
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -25,12 +26,8 @@ import yaml
 
 from archiver.reference import ReferenceError, reference_stats
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-HANDLER_DIR = REPO_ROOT / "handlers"
-# What every archive carries besides its kind's handler: the base and what it imports.
-HANDLER_BASE = [
-    HANDLER_DIR / n for n in ("twinserve_handler.py", "request_errors.py", "ts_fastpath.py", "input_publisher.py")
-]
+# What every archive carries besides its kind's handler: the base and what it imports (in handlers/).
+HANDLER_BASE = ("twinserve_handler.py", "request_errors.py", "ts_fastpath.py", "input_publisher.py")
 DEFAULT_KIND = "tabular"  # a model-config.yaml without twinserve.handler
 ARTIFACTS = ("weights.pt", "reference_stats.json", "golden_set.json")
 OPTIONAL_ARTIFACTS = ("metrics.json",)  # e.g. held-out accuracy, copied into the metadata
@@ -40,6 +37,19 @@ NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 class ArchiveError(Exception):
     """A build that cannot go ahead; the message says what and why."""
+
+
+def project_root() -> Path:
+    """The project whose handlers/ are packed: $TWINSERVE_HOME, else the current directory.
+
+    twinserve.settings.project_dir's rule (the archiver imports nothing of twinserve), so an archive
+    built by twinserve packs its project's handlers. Never this package's folder: an installed
+    archiver has no handlers beside it."""
+    return Path(os.environ.get("TWINSERVE_HOME") or os.getcwd()).resolve()
+
+
+def handler_dir() -> Path:
+    return project_root() / "handlers"
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,7 @@ def sha256_of(path: Path) -> str:
 def _git_commit() -> str:
     try:
         out = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+            ["git", "-C", str(project_root()), "rev-parse", "HEAD"],
             capture_output=True,
             text=True,
             check=True,
@@ -97,13 +107,16 @@ def _git_commit() -> str:
 def handler_files(kind: str) -> tuple[Path, list[Path]]:
     """The handler of a model kind and the modules it needs: handlers/<kind>_handler.py, its
     <kind>_codec.py if there is one, and the base. A new kind is one new handler file."""
-    handler = HANDLER_DIR / f"{kind}_handler.py"
+    handlers = handler_dir()
+    if not (handlers / HANDLER_BASE[0]).is_file():
+        raise ArchiveError(f"no {HANDLER_BASE[0]} in {handlers}: run in the project directory or set TWINSERVE_HOME")
+    handler = handlers / f"{kind}_handler.py"
     if kind == "twinserve" or not NAME_RE.fullmatch(str(kind)) or not handler.is_file():
-        kinds = sorted(p.name.removesuffix("_handler.py") for p in HANDLER_DIR.glob("*_handler.py"))
+        kinds = sorted(p.name.removesuffix("_handler.py") for p in handlers.glob("*_handler.py"))
         kinds.remove("twinserve")
         raise ArchiveError(f"twinserve.handler is {kind!r}; expected one of {kinds} (a handlers/<kind>_handler.py)")
-    codec = HANDLER_DIR / f"{kind}_codec.py"
-    return handler, [*HANDLER_BASE, *([codec] if codec.is_file() else [])]
+    codec = handlers / f"{kind}_codec.py"
+    return handler, [*(handlers / n for n in HANDLER_BASE), *([codec] if codec.is_file() else [])]
 
 
 def _check_inputs(model_dir: Path, version: str) -> tuple[str, dict]:

@@ -15,4 +15,6 @@ with import-linter, contracts in pyproject.toml):
 
 tools/ (benchmarks, wrk, the swap check) uses the product and is never imported by it.
 handlers/ (TorchServe's side) and archiver/ sit outside this package and never import it.
+Templates, Lua, rules, handlers and models are files of the project directory
+($TWINSERVE_HOME, else the current directory: settings.project_dir), never read from beside this package.
 """

@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"twinserve {argv[0]}: error: {exc}", file=sys.stderr)
         return 2
+    os.environ.setdefault("TWINSERVE_HOME", str(ROOT))  # this checkout is the project (twinserve/settings.py)
     try:
         os.execvp(cmd[0], cmd)
     except OSError as exc:

@@ -1,8 +1,22 @@
-"""The stack description (config/stack.yaml), loaded once per process.
+"""The stack description (config/stack.yaml) of a project directory, loaded once per process.
+
+The project directory holds what an installation of twinserve is made of besides
+its code: config/ (the stack description, TorchServe's, Prometheus' and
+Alertmanager's templates and rules), nginx/ (the template and its Lua), handlers/
+(packed into every archive), models/, model_store/ and var/. It is found by one rule
+(project_dir): $TWINSERVE_HOME if set, else the current directory; either must hold
+config/stack.yaml. Nothing is looked up beside the installed package: a wheel
+installed into any venv serves the project it is pointed at.
+
+Why a project directory and not package data: these files are the operator's
+configuration of one deployment (rate limits, alert rules, a new model kind's
+handler), edited where users look for them, linted there (luacheck, promtool) and
+mounted from there into the compose stack. A copy inside the wheel would be a second
+source of truth that an edit of nginx/ does not reach.
 
 TWINSERVE_STACK names another stack file (tests point it at a copy with free
-ports and temporary directories). Relative paths are resolved against the
-repository root, so commands work from any directory.
+ports and temporary directories). Relative paths in a stack file are resolved
+against the project directory, so commands work the same from any stack file.
 
 A stack file may `extends:` another and override only what differs
 (config/stack.compose.yaml: the same ports, with compose service names for
@@ -19,8 +33,8 @@ import yaml
 
 from twinserve.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_STACK = REPO_ROOT / "config" / "stack.yaml"
+PROJECT_ENV = "TWINSERVE_HOME"
+STACK_FILE = Path("config") / "stack.yaml"  # in the project directory; its presence marks one
 COLOUR_RE = re.compile(r"^[a-z]{1,16}$")
 
 
@@ -168,6 +182,7 @@ class ModelSpec:
 @dataclass(frozen=True)
 class Stack:
     path: Path
+    project: Path  # the project directory (project_dir): templates, rules, Lua, handlers, models
     var_dir: Path
     state_dir: Path
     model_store: Path
@@ -232,8 +247,31 @@ def _section(cls, raw: dict, where: str, **extra):
     return cls(**{n: tuple(v) if isinstance(v, list) else v for n, v in values.items()}, **extra)
 
 
-def parse_stack(raw: dict, path: Path, root: Path = REPO_ROOT) -> Stack:
-    """Validate a loaded stack description; every error names the field."""
+def project_dir() -> Path:
+    """The project directory: $TWINSERVE_HOME if set, else the current directory; it must hold config/stack.yaml.
+
+    Children that twinserve starts get TWINSERVE_HOME (runtime/processes.py), so a process started
+    in another directory serves the same project."""
+    named = os.environ.get(PROJECT_ENV)
+    root = Path(named or os.getcwd()).resolve()
+    if not (root / STACK_FILE).is_file():
+        where = f"{PROJECT_ENV}={named}" if named else f"the current directory {root}"
+        raise ConfigError(
+            f"no twinserve project: {where} holds no {STACK_FILE}; "
+            f"set {PROJECT_ENV} to the project directory or run there"
+        )
+    return root
+
+
+def default_stack() -> Path:
+    """The project's config/stack.yaml."""
+    return project_dir() / STACK_FILE
+
+
+def parse_stack(raw: dict, path: Path, root: Path | None = None) -> Stack:
+    """Validate a loaded stack description; every error names the field. Relative paths are
+    resolved against `root`, by default the project directory."""
+    root = project_dir() if root is None else root
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping")
     try:
@@ -254,6 +292,7 @@ def parse_stack(raw: dict, path: Path, root: Path = REPO_ROOT) -> Stack:
         }
         stack = Stack(
             path=path,
+            project=root,
             var_dir=_path(raw["var_dir"], root),
             state_dir=_path(raw["state_dir"], root),
             model_store=_path(raw["model_store"], root),
@@ -306,6 +345,6 @@ def read_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
 
 
 def load_stack(path: Path | None = None) -> Stack:
-    """Load the stack description named by `path`, $TWINSERVE_STACK, or the default."""
-    path = Path(path or os.environ.get("TWINSERVE_STACK") or DEFAULT_STACK)
+    """Load the stack description named by `path`, $TWINSERVE_STACK, or the project's config/stack.yaml."""
+    path = Path(path or os.environ.get("TWINSERVE_STACK") or default_stack())
     return parse_stack(read_raw(path), path)

@@ -17,9 +17,9 @@ import time
 import pytest
 import requests
 
+from tests.checkout import REPO_ROOT
 from tests.ports import free_ports
 from twinserve.compose.images import install_missing
-from twinserve.settings import REPO_ROOT
 
 PROJECT = "twinserve-test"
 PUBLISHED = ("NGINX", "PROMETHEUS", "ALERTMANAGER", "ALERTS", "GRAFANA")

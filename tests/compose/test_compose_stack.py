@@ -15,17 +15,17 @@ import time
 import pytest
 import requests
 
+from tests.checkout import REPO_ROOT
 from tests.integration.helpers import poll as wait_for
 from twinserve.compose.configs import COMPOSE_STACK, load
 from twinserve.compose.images import VERSION
-from twinserve.settings import REPO_ROOT
 from twinserve.tools.wrk import WrkRun
 
 from .conftest import PROJECT, prometheus
 
 pytestmark = pytest.mark.compose
 
-STACK, SETTINGS = load(COMPOSE_STACK)
+STACK, SETTINGS = load(REPO_ROOT / COMPOSE_STACK)
 SEED = {"data": [0.2, 0.6]}
 
 

@@ -14,9 +14,10 @@ import pytest
 import yaml
 
 from archiver import build_archive
+from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from tests.ports import free_ports
 from twinserve.runtime import stack as stack_mod
-from twinserve.settings import DEFAULT_STACK, REPO_ROOT, Stack, parse_stack
+from twinserve.settings import Stack, parse_stack
 
 pytestmark = pytest.mark.integration
 

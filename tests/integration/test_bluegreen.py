@@ -17,13 +17,13 @@ import pytest
 import requests
 
 from archiver import read_metadata
+from tests.checkout import REPO_ROOT
 from tests.integration.conftest import free_ports
 from tests.integration.helpers import arrange, poll
 from twinserve.errors import ConfigError, PreflightError
 from twinserve.release import deploy, promote
 from twinserve.runtime import nginx, torchserve
 from twinserve.runtime import stack as stack_mod
-from twinserve.settings import REPO_ROOT
 from twinserve.store.archives import next_version
 from twinserve.store.state import production_file, read_deployments, read_production
 from twinserve.tools.swapcheck import swaps_under_load

@@ -18,10 +18,10 @@ from prometheus_client import CollectorRegistry
 
 from archiver import build_archive
 from simulator.kafka_producer.stream import Drift, messages
+from tests.checkout import REPO_ROOT
 from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
 from twinserve.runtime import monitoring, processes
 from twinserve.runtime.broker_retention import BrokerRetention, read_record, rss_mb
-from twinserve.settings import REPO_ROOT
 from twinserve.store.archives import archive_for
 
 from .helpers import poll, scrape, total

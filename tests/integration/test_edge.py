@@ -24,6 +24,7 @@ import psutil
 import pytest
 import requests
 
+from tests.checkout import REPO_ROOT
 from tests.integration.conftest import free_ports
 from tests.integration.helpers import poll, scrape, total
 from twinserve.errors import ConfigError
@@ -33,7 +34,6 @@ from twinserve.pipeline.stages import STAGES
 from twinserve.pipeline.steps import Context
 from twinserve.runtime import nginx, torchserve
 from twinserve.runtime import stack as stack_mod
-from twinserve.settings import REPO_ROOT
 from twinserve.store.state import admin_token_file, initialise, production_file, read_production
 from twinserve.tools.wrk import WrkRun
 

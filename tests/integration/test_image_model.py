@@ -17,10 +17,10 @@ import requests
 from PIL import Image
 
 from archiver import build_archive
+from tests.checkout import REPO_ROOT
 from tests.integration.conftest import free_ports
 from tests.integration.helpers import poll
 from twinserve.runtime.torchserve import TORCHSERVE_BIN
-from twinserve.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 DIGITS = REPO_ROOT / "models" / "digits"

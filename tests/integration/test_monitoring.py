@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.checkout import REPO_ROOT
 from twinserve.runtime import stack as stack_mod
 from twinserve.runtime import torchserve
-from twinserve.runtime.render import REPO_ROOT
 from twinserve.store.state import read_production
 
 from .helpers import poll

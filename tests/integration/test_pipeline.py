@@ -16,10 +16,11 @@ import requests
 import torch
 import yaml
 
+from tests.checkout import REPO_ROOT
 from tests.integration.conftest import train
 from tests.integration.helpers import poll
 from twinserve.pipeline import record as records
-from twinserve.settings import REPO_ROOT, load_stack
+from twinserve.settings import load_stack
 from twinserve.store.state import read_production
 from twinserve.tools.wrk import WrkRun
 

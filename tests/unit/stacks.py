@@ -6,7 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from twinserve.settings import DEFAULT_STACK, Stack, load_stack
+from tests.checkout import DEFAULT_STACK
+from twinserve.settings import Stack, load_stack
 
 RAW = yaml.safe_load(DEFAULT_STACK.read_text())
 

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from archiver import ArchiveError, build_archive, read_metadata
-from archiver.build import HANDLER_BASE, HANDLER_DIR, handler_files
+from archiver.build import HANDLER_BASE, handler_dir, handler_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGRESSOR = REPO_ROOT / "models" / "regressor"
@@ -99,14 +99,23 @@ def test_archive_holds_the_model_the_handler_and_its_modules(model_dir, store):
     assert manifest["model"]["serializedFile"] == "weights.pt"
     assert manifest["model"]["modelFile"] == "model.py"
     expected = {"model.py", "tabular_handler.py", "model-config.yaml", "reference_stats.json", "golden_set.json"}
-    assert expected | {p.name for p in HANDLER_BASE} | {"tabular_codec.py"} <= names
+    assert expected | set(HANDLER_BASE) | {"tabular_codec.py"} <= names
     assert weights == (model_dir / "artifacts" / "weights.pt").read_bytes()
 
 
 def test_the_handler_is_chosen_by_the_model_config(tmp_path):
     handler, modules = handler_files("image")
-    assert handler == HANDLER_DIR / "image_handler.py"
-    assert modules == [*HANDLER_BASE, HANDLER_DIR / "image_codec.py"]
+    assert handler == REPO_ROOT / "handlers" / "image_handler.py" == handler_dir() / "image_handler.py"
+    assert modules == [*(REPO_ROOT / "handlers" / n for n in HANDLER_BASE), REPO_ROOT / "handlers" / "image_codec.py"]
+
+
+def test_the_handlers_are_the_projects_not_the_packages(tmp_path, monkeypatch):
+    """TWINSERVE_HOME names the project whose handlers/ are packed; without handlers there, one clear error."""
+    monkeypatch.setenv("TWINSERVE_HOME", str(tmp_path))
+    with pytest.raises(ArchiveError, match="no twinserve_handler.py in .*set TWINSERVE_HOME"):
+        handler_files("tabular")
+    shutil.copytree(REPO_ROOT / "handlers", tmp_path / "handlers")
+    assert handler_files("tabular")[0] == tmp_path / "handlers" / "tabular_handler.py"
 
 
 @pytest.mark.parametrize("kind", ["audio", "twinserve", "../tabular", "Tabular"])

@@ -4,9 +4,10 @@ import pytest
 import yaml
 from kafka.errors import KafkaTimeoutError
 
+from tests.checkout import DEFAULT_STACK
 from twinserve import cli
 from twinserve.runtime import stack as stack_mod
-from twinserve.settings import DEFAULT_STACK, parse_stack
+from twinserve.settings import parse_stack
 
 
 @pytest.fixture

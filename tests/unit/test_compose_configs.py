@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from twinserve.compose.configs import COMPOSE_STACK, NGINX_DIR, RENDERED_DIR, load, nginx_conf, rendered, write_rendered
 from twinserve.runtime.render import PROMETHEUS_RULES, render_nginx
-from twinserve.settings import DEFAULT_STACK, REPO_ROOT, load_stack
+from twinserve.settings import load_stack
 
-STACK, SETTINGS = load(COMPOSE_STACK)
+STACK, SETTINGS = load(REPO_ROOT / COMPOSE_STACK)
 FILES = rendered(STACK, SETTINGS)
 NGINX_MODULES = Path("/usr/share/nginx/modules")
 
@@ -20,11 +21,13 @@ NGINX_MODULES = Path("/usr/share/nginx/modules")
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_committed_files_are_current(name):
     """Fails after a template or stack change until `make render-compose` is run and committed."""
-    assert (RENDERED_DIR / name).read_text() == FILES[name], f"compose/rendered/{name} is stale: make render-compose"
+    assert (REPO_ROOT / RENDERED_DIR / name).read_text() == FILES[name], (
+        f"compose/rendered/{name} is stale: make render-compose"
+    )
 
 
 def test_nothing_else_lives_in_the_rendered_folder():
-    assert sorted(p.name for p in RENDERED_DIR.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in (REPO_ROOT / RENDERED_DIR).iterdir()) == sorted(FILES)
 
 
 def test_write_rendered_rewrites_only_what_changed(tmp_path):
@@ -96,10 +99,13 @@ def test_compose_nginx_conf_passes_nginx_t(tmp_path):
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (make install)")
 def test_compose_prometheus_yml_passes_promtool_with_the_native_rules(tmp_path):
     config = tmp_path / "prometheus.yml"
-    config.write_text(FILES["prometheus.yml"].replace(SETTINGS.prometheus_rules, str(PROMETHEUS_RULES)))
+    config.write_text(FILES["prometheus.yml"].replace(SETTINGS.prometheus_rules, str(REPO_ROOT / PROMETHEUS_RULES)))
     result = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(list(PROMETHEUS_RULES.glob('*.yml')))} rule files found" in result.stdout + result.stderr
+    assert (
+        f"SUCCESS: {len(list((REPO_ROOT / PROMETHEUS_RULES).glob('*.yml')))} rule files found"
+        in result.stdout + result.stderr
+    )
 
 
 @pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool not installed (make install)")

@@ -5,8 +5,8 @@ import tomllib
 
 import pytest
 
+from tests.checkout import REPO_ROOT
 from twinserve.compose import images
-from twinserve.settings import REPO_ROOT
 
 
 def test_the_image_installs_pyproject_s_pins_torch_apart_and_no_test_tool():

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from twinserve.compose import services as container
 from twinserve.compose.configs import COMPOSE_FILE, COMPOSE_STACK
 from twinserve.errors import ConfigError
-from twinserve.settings import DEFAULT_STACK, REPO_ROOT, load_stack
+from twinserve.settings import load_stack
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def compose_stack(tmp_path):
     for colour in base["colours"].values():
         colour |= {k: v + 31000 for k, v in colour.items()}
     (tmp_path / "stack.yaml").write_text(yaml.safe_dump(base))
-    raw = yaml.safe_load(COMPOSE_STACK.read_text())
+    raw = yaml.safe_load((REPO_ROOT / COMPOSE_STACK).read_text())
     raw["var_dir"], raw["state_dir"] = str(tmp_path / "var"), str(tmp_path / "var" / "state")
     path = tmp_path / "stack.compose.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -104,7 +105,7 @@ def test_container_health_is_an_exit_code(compose_stack, monkeypatch):
 
 
 def test_every_container_command_in_the_compose_file_is_one_main_accepts():
-    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    services = yaml.safe_load((REPO_ROOT / COMPOSE_FILE).read_text())["services"]
     for spec in services.values():
         for argv in (spec.get("command", []), spec["healthcheck"]["test"][1:]):
             if argv[:3] == ["python", "-m", "twinserve.compose.services"]:

@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from twinserve.runtime.render import (
     ALERTMANAGER_TEMPLATE,
     PROMETHEUS_RULES,
-    REPO_ROOT,
     render_alertmanager,
     render_prometheus,
 )
-from twinserve.settings import DEFAULT_STACK, load_stack
+from twinserve.settings import load_stack
 
 PROMTOOL = shutil.which("promtool")
 AMTOOL = shutil.which("amtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make install)")
-RULE_FILES = sorted(PROMETHEUS_RULES.glob("*.yml"))
+RULE_FILES = sorted((REPO_ROOT / PROMETHEUS_RULES).glob("*.yml"))
 ALERTS = [r for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"] if "alert" in r]
 
 
@@ -90,7 +90,7 @@ def test_rendered_alertmanager_config_is_valid(tmp_path):
     result = subprocess.run([AMTOOL, "check-config", str(config)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f":{stack.monitoring.alert_receiver_port}/alerts" in config.read_text()
-    assert ALERTMANAGER_TEMPLATE.is_file()
+    assert (REPO_ROOT / ALERTMANAGER_TEMPLATE).is_file()
 
 
 DASHBOARDS = sorted((REPO_ROOT / "config" / "grafana" / "dashboards").glob("*.json"))

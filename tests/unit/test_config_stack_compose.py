@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from twinserve.compose.configs import COMPOSE_STACK, load, prometheus_hosts
 from twinserve.errors import ConfigError
 from twinserve.runtime.render import render_prometheus
-from twinserve.settings import DEFAULT_STACK, load_stack, merge
+from twinserve.settings import load_stack, merge
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def native():
 
 @pytest.fixture(scope="module")
 def compose():
-    return load(COMPOSE_STACK)
+    return load(REPO_ROOT / COMPOSE_STACK)
 
 
 def test_merge_overlays_mappings_key_by_key():
@@ -30,7 +31,7 @@ def test_merge_overlays_mappings_key_by_key():
 def test_every_port_comes_from_the_native_stack(native, compose):
     stack, _ = compose
     assert stack.ports == native.ports
-    overlay = yaml.safe_load(COMPOSE_STACK.read_text())
+    overlay = yaml.safe_load((REPO_ROOT / COMPOSE_STACK).read_text())
     written = [k for section in overlay.values() if isinstance(section, dict) for k in section if k.endswith("port")]
     written += [k for c in overlay["colours"].values() for k in c if k.endswith("port")]
     assert set(written) <= {"grafana_port", "kafka_controller_port"}, written
@@ -50,7 +51,7 @@ def test_compose_hosts_are_network_aliases_and_listeners_are_all_interfaces(nati
 def test_the_admin_server_allows_the_admin_networks_only(compose, tmp_path):
     stack, settings = compose
     assert stack.nginx.admin_allow == ("172.29.2.0/24", "172.29.3.0/24")
-    raw = yaml.safe_load(COMPOSE_STACK.read_text())
+    raw = yaml.safe_load((REPO_ROOT / COMPOSE_STACK).read_text())
     raw["extends"] = str(DEFAULT_STACK)
     raw["compose"]["admin_networks"] = ["control", "elsewhere"]
     with pytest.raises(ConfigError, match="admin_networks"):
@@ -99,7 +100,7 @@ def test_an_overlay_cannot_reuse_a_port(tmp_path):
 
 
 def test_compose_settings_must_not_take_a_stack_port(tmp_path):
-    raw = yaml.safe_load(COMPOSE_STACK.read_text())
+    raw = yaml.safe_load((REPO_ROOT / COMPOSE_STACK).read_text())
     raw["extends"] = str(DEFAULT_STACK)
     raw["compose"]["grafana_port"] = 9090
     with pytest.raises(ConfigError, match="already a stack port"):
@@ -107,7 +108,7 @@ def test_compose_settings_must_not_take_a_stack_port(tmp_path):
 
 
 def test_compose_settings_must_name_every_host(tmp_path):
-    raw = yaml.safe_load(COMPOSE_STACK.read_text())
+    raw = yaml.safe_load((REPO_ROOT / COMPOSE_STACK).read_text())
     raw["extends"] = str(DEFAULT_STACK)
     del raw["compose"]["hosts"]["drift"]
     with pytest.raises(ConfigError, match="drift"):

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.checkout import REPO_ROOT
 from twinserve.compose.configs import COMPOSE_FILE, COMPOSE_STACK, RENDERED_DIR, load
 from twinserve.compose.images import VERSION
 from twinserve.compose.services import API_NETWORKS
 from twinserve.runtime.render import PROMETHEUS_RULES, log_dir, nginx_dir
-from twinserve.settings import REPO_ROOT
 
-STACK, SETTINGS = load(COMPOSE_STACK)
-TEXT = COMPOSE_FILE.read_text()
+STACK, SETTINGS = load(REPO_ROOT / COMPOSE_STACK)
+TEXT = (REPO_ROOT / COMPOSE_FILE).read_text()
 COMPOSE = yaml.safe_load(TEXT)  # anchors and merge keys resolved
 SERVICES = COMPOSE["services"]
 CORE = {s: spec for s, spec in SERVICES.items() if not spec.get("profiles")}
@@ -181,17 +181,17 @@ def test_nginx_runs_its_image_with_the_state():
     assert f"/{STACK.nginx.admin_port} " in SERVICES["nginx"]["healthcheck"]["test"][-1]
     dockerfile = (REPO_ROOT / "compose" / "nginx" / "Dockerfile").read_text()
     assert "COPY nginx/ /etc/twinserve/nginx/" in dockerfile
-    assert f"COPY {rel(RENDERED_DIR / 'nginx.conf')[2:]} /etc/twinserve/nginx.conf" in dockerfile
+    assert f"COPY {rel(REPO_ROOT / RENDERED_DIR / 'nginx.conf')[2:]} /etc/twinserve/nginx.conf" in dockerfile
 
 
 def test_prometheus_and_alertmanager_read_the_rendered_files_and_native_rules():
     prometheus, alertmanager = M.prometheus_host, SETTINGS.hosts["alertmanager"]
     m = mounts(prometheus)
-    assert m[flag(prometheus, "--config.file")] == (rel(RENDERED_DIR / "prometheus.yml"), "ro")
-    assert m[SETTINGS.prometheus_rules] == (rel(PROMETHEUS_RULES), "ro")
+    assert m[flag(prometheus, "--config.file")] == (rel(REPO_ROOT / RENDERED_DIR / "prometheus.yml"), "ro")
+    assert m[SETTINGS.prometheus_rules] == (rel(REPO_ROOT / PROMETHEUS_RULES), "ro")
     assert flag(prometheus, "--web.listen-address") == f":{M.prometheus_port}"
     m = mounts(alertmanager)
-    assert m[flag(alertmanager, "--config.file")] == (rel(RENDERED_DIR / "alertmanager.yml"), "ro")
+    assert m[flag(alertmanager, "--config.file")] == (rel(REPO_ROOT / RENDERED_DIR / "alertmanager.yml"), "ro")
     assert flag(alertmanager, "--web.listen-address") == f":{M.alertmanager_port}"
 
 
@@ -236,7 +236,7 @@ def test_the_twinserve_image_reads_the_compose_stack_from_the_mounted_repository
     for service, spec in TWINSERVE_IMAGE.items():
         root = spec["working_dir"]
         assert env["PYTHONPATH"] == root
-        assert env["TWINSERVE_STACK"] == f"{root}/{COMPOSE_STACK.relative_to(REPO_ROOT)}"
+        assert env["TWINSERVE_STACK"] == f"{root}/{COMPOSE_STACK}"
         m = mounts(service)
         for folder in ("twinserve", "config", "models", "simulator"):
             assert m.get(f"{root}/{folder}", m.get(root, ("?",)))[0] in (f"./{folder}", "."), (service, folder)

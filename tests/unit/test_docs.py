@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from twinserve.settings import REPO_ROOT
+from tests.checkout import REPO_ROOT
 
 PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.checkout import REPO_ROOT
 from twinserve import doorway
 from twinserve.compose.configs import COMPOSE_FILE
-from twinserve.settings import REPO_ROOT
 
 SCRIPTS = {"swap_deploy.sh": "swap", "rollback.sh": "rollback", "which_is_production.sh": "which",
            "deploy_model.sh": "deploy"}  # fmt: skip
@@ -42,9 +42,9 @@ def test_the_pipeline_runs_its_own_module_in_either_mode():
 
 def test_the_control_service_exists_and_the_compose_file_is_the_root_one():
     assert doorway.ROOT == REPO_ROOT
-    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    services = yaml.safe_load((REPO_ROOT / COMPOSE_FILE).read_text())["services"]
     assert doorway.CONTROL_SERVICE in services
-    assert doorway.command("which", [], "compose")[2] == str(COMPOSE_FILE)
+    assert doorway.command("which", [], "compose")[2] == str(REPO_ROOT / COMPOSE_FILE)
 
 
 def test_every_cli_verb_the_doorway_passes_exists():

@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
+from tests.checkout import REPO_ROOT
 from twinserve.pipeline.__main__ import parser
 from twinserve.pipeline.stages import SKIPPABLE, STAGES
-from twinserve.settings import REPO_ROOT
 
 GROOVY = (REPO_ROOT / "jenkins" / "pipeline.groovy").read_text()
 PIPELINE = ".venv/bin/python -m twinserve.pipeline"

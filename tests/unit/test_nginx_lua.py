@@ -9,6 +9,7 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.checkout import REPO_ROOT
 from twinserve.runtime.render import LATENCY_BUCKETS, NGINX_LUA
 
 pytestmark = pytest.mark.skipif(shutil.which("lua5.1") is None, reason="lua5.1 not installed (lua-check brings it)")
@@ -23,7 +24,7 @@ ngx = { shared = { m = dict }, var = {} }
 
 
 def lua(script: str) -> str:
-    prelude = f"package.path = {json.dumps(str(NGINX_LUA) + '/?.lua;')} .. package.path\n"
+    prelude = f"package.path = {json.dumps(str(REPO_ROOT / NGINX_LUA) + '/?.lua;')} .. package.path\n"
     result = subprocess.run(["lua5.1", "-"], input=prelude + FAKE_NGX + script, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return result.stdout

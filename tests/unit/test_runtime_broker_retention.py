@@ -4,8 +4,9 @@ import math
 
 import pytest
 
+from tests.checkout import DEFAULT_STACK
 from twinserve.runtime.broker_retention import Decision, count, decide, read_record
-from twinserve.settings import DEFAULT_STACK, load_stack
+from twinserve.settings import load_stack
 
 
 @pytest.mark.parametrize(

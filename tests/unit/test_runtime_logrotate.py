@@ -6,10 +6,11 @@ import subprocess
 import pytest
 import yaml
 
+from tests.checkout import DEFAULT_STACK
 from twinserve.runtime import logrotate
 from twinserve.runtime import stack as stack_mod
 from twinserve.runtime.supervisor import SUPERVISOR
-from twinserve.settings import DEFAULT_STACK, parse_stack
+from twinserve.settings import parse_stack
 
 
 @pytest.fixture

@@ -4,14 +4,16 @@ crashes, recycled pids, stopping, leftovers."""
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 import yaml
 
+from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from twinserve.runtime import processes
-from twinserve.settings import DEFAULT_STACK, parse_stack
+from twinserve.settings import parse_stack
 
 
 @pytest.fixture
@@ -97,3 +99,16 @@ def test_leftovers_are_only_the_marked_processes_of_this_stack(stack, tmp_path):
         for proc in (ours, other_stack, foreign):
             proc.kill()
             proc.wait()
+
+
+def test_a_process_started_elsewhere_knows_the_project(stack, tmp_path, monkeypatch):
+    """The supervisor, exporters and consumer start in var/: TWINSERVE_HOME in their environment names the project."""
+    monkeypatch.delenv("TWINSERVE_HOME", raising=False)
+    log = tmp_path / "child.log"
+    argv = [sys.executable, "-c", "from twinserve.settings import project_dir; print(project_dir())"]
+    processes.start(stack, "child", argv, tmp_path, {"PYTHONPATH": str(REPO_ROOT)}, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (log.is_file() and log.read_text().strip()):
+        time.sleep(0.1)
+    processes.stop(stack, "child")
+    assert log.read_text().strip() == str(stack.project) == str(REPO_ROOT)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from tests.unit.stacks import all_ports, raw_copy, shifted
 from twinserve.errors import ConfigError
 from twinserve.runtime.render import (
@@ -22,7 +23,7 @@ from twinserve.runtime.render import (
     render_nginx,
     render_torchserve,
 )
-from twinserve.settings import DEFAULT_STACK, load_stack, parse_stack
+from twinserve.settings import load_stack, parse_stack
 
 
 @pytest.fixture
@@ -75,7 +76,14 @@ def test_torchserve_allowed_urls_is_the_colour_store_only(stack):
 
 
 @pytest.mark.parametrize(
-    "template", [NGINX_TEMPLATE, TORCHSERVE_TEMPLATE, PROMETHEUS_TEMPLATE, ALERTMANAGER_TEMPLATE], ids=lambda p: p.name
+    "template",
+    [
+        (REPO_ROOT / NGINX_TEMPLATE),
+        (REPO_ROOT / TORCHSERVE_TEMPLATE),
+        (REPO_ROOT / PROMETHEUS_TEMPLATE),
+        (REPO_ROOT / ALERTMANAGER_TEMPLATE),
+    ],
+    ids=lambda p: p.name,
 )
 def test_no_template_writes_a_port_of_the_stack(template):
     text = template.read_text()

@@ -6,9 +6,10 @@ import socket
 import pytest
 import yaml
 
+from tests.checkout import DEFAULT_STACK
 from twinserve.errors import ServiceError
 from twinserve.runtime import stack as stack_mod
-from twinserve.settings import DEFAULT_STACK, parse_stack
+from twinserve.settings import parse_stack
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ import json
 import pytest
 import yaml
 
+from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from twinserve.errors import ServiceError
 from twinserve.runtime import torchserve
-from twinserve.settings import DEFAULT_STACK, parse_stack
+from twinserve.settings import parse_stack
 
 RAW = yaml.safe_load(DEFAULT_STACK.read_text())
 
@@ -75,7 +76,7 @@ def test_the_colour_runs_as_the_jvm_with_the_stack_settings(stack):
     assert argv[argv.index("-s") + 1] == str(stack.colour_store("blue"))
     assert env["TWINSERVE_LOG_MAX_SIZE"] == f"{stack.supervisor.log_max_mb} MB"
     assert env["TWINSERVE_LOG_KEEP"] == str(stack.supervisor.log_keep)
-    assert "${env:TWINSERVE_LOG_MAX_SIZE" in (torchserve.LOG4J_CONFIG.read_text())
+    assert "${env:TWINSERVE_LOG_MAX_SIZE" in (REPO_ROOT / torchserve.LOG4J_CONFIG).read_text()
 
 
 class Reply:

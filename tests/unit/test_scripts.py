@@ -8,8 +8,9 @@ import sys
 import pytest
 import yaml
 
+from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from twinserve.compose.configs import COMPOSE_FILE
-from twinserve.settings import DEFAULT_STACK, REPO_ROOT, parse_stack
+from twinserve.settings import parse_stack
 from twinserve.store.state import write_production
 
 SCRIPTS = {"swap_deploy.sh": "swap", "rollback.sh": "rollback", "which_is_production.sh": "which",
@@ -51,6 +52,16 @@ def test_native_which_through_the_shell_reads_the_state(offline_stack):
     assert (result.returncode, result.stdout) == (0, "production is GREEN\n"), result.stderr
 
 
+def test_native_scripts_name_their_checkout_as_the_project(offline_stack, tmp_path):
+    """From another directory, without TWINSERVE_HOME: the doorway names its checkout (settings.project_dir)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TWINSERVE_HOME", "TWINSERVE_MODE")}
+    result = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "which_is_production.sh")],
+        cwd=tmp_path, env={**env, "TWINSERVE_STACK": str(offline_stack)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "production is GREEN\n"), result.stderr
+
+
 def test_compose_mode_through_the_shell_runs_docker_compose(tmp_path):
     """A stand-in docker-compose on PATH records what the script runs (no engine here)."""
     fake = tmp_path / "bin" / "docker-compose"
@@ -67,7 +78,7 @@ def test_compose_mode_through_the_shell_runs_docker_compose(tmp_path):
     result = run_script("deploy_model.sh", env, str(REPO_ROOT / "models" / "regressor"), "1.4")
     assert result.returncode == 3, "the script exits with docker-compose's status"
     assert record.read_text().splitlines() == [
-        "-f", str(COMPOSE_FILE), "run", "--rm", "-T", "control", "python", "-m", "twinserve", "deploy",
+        "-f", str(REPO_ROOT / COMPOSE_FILE), "run", "--rm", "-T", "control", "python", "-m", "twinserve", "deploy",
         "models/regressor", "1.4",
     ]  # fmt: skip
 

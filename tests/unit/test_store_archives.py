@@ -5,7 +5,8 @@ import copy
 import pytest
 import yaml
 
-from twinserve.settings import DEFAULT_STACK, parse_stack
+from tests.checkout import DEFAULT_STACK
+from twinserve.settings import parse_stack
 from twinserve.store.archives import next_version
 
 

@@ -6,8 +6,9 @@ import os
 import pytest
 import yaml
 
+from tests.checkout import DEFAULT_STACK
 from twinserve.errors import ConfigError, PreflightError
-from twinserve.settings import DEFAULT_STACK, load_stack, parse_stack
+from twinserve.settings import load_stack, parse_stack
 from twinserve.store import state
 
 RAW = yaml.safe_load(DEFAULT_STACK.read_text())

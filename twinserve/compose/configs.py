@@ -19,11 +19,12 @@ from pathlib import Path
 
 from twinserve.errors import ConfigError
 from twinserve.runtime.render import PROMETHEUS_TARGETS, render_alertmanager, render_nginx, render_prometheus
-from twinserve.settings import REPO_ROOT, Stack, _section, load_stack, read_raw
+from twinserve.settings import Stack, _section, load_stack, project_dir, read_raw
 
-COMPOSE_STACK = REPO_ROOT / "config" / "stack.compose.yaml"
-COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-RENDERED_DIR = REPO_ROOT / "compose" / "rendered"
+# In the project directory (settings.project_dir).
+COMPOSE_STACK = Path("config", "stack.compose.yaml")
+COMPOSE_FILE = Path("docker-compose.yml")
+RENDERED_DIR = Path("compose", "rendered")
 HEADER = "# Rendered by `python -m twinserve render-compose` from {source}; do not edit.\n"
 NGINX_DIR = "/etc/twinserve/nginx"  # where compose/nginx/Dockerfile copies the repository's nginx/
 
@@ -43,8 +44,10 @@ class ComposeSettings:
         return [self.grafana_port, self.kafka_controller_port]
 
 
-def load(path: Path = COMPOSE_STACK) -> tuple[Stack, ComposeSettings]:
-    """The compose stack and its compose-only settings; the latter must not reuse a stack port."""
+def load(path: Path | None = None) -> tuple[Stack, ComposeSettings]:
+    """The compose stack (default: the project's config/stack.compose.yaml) and its compose-only settings;
+    the latter must not reuse a stack port."""
+    path = path or project_dir() / COMPOSE_STACK
     stack = load_stack(path)
     compose = _section(ComposeSettings, read_raw(path).get("compose"), f"{path}: compose")
     needed = {*PROMETHEUS_TARGETS, "alert_receiver"} - {"nginx", "prometheus"}  # those two: the stack's hosts
@@ -70,15 +73,18 @@ def prometheus_hosts(stack: Stack, compose: ComposeSettings) -> dict[str, str]:
     }  # fmt: skip
 
 
-def nginx_conf(stack: Stack, root: Path = REPO_ROOT) -> str:
-    """The native template's rendering, with the repository's nginx/ folder where the image has it."""
+def nginx_conf(stack: Stack, root: Path | None = None) -> str:
+    """The native template's rendering, with the project's nginx/ folder (`root`: the project's) where the
+    image has it."""
+    root = stack.project if root is None else root
     # Only the path itself, not the same letters inside another one (/var/lib/twinserve/nginx).
     return re.sub(rf"(?<![\w./-]){re.escape(str(root / 'nginx'))}(?=/|\b)", NGINX_DIR, render_nginx(stack))
 
 
 def rendered(stack: Stack, compose: ComposeSettings, source: Path = COMPOSE_STACK) -> dict[str, str]:
-    """{file name in compose/rendered/: text}."""
-    header = HEADER.format(source=source.relative_to(REPO_ROOT) if source.is_relative_to(REPO_ROOT) else source)
+    """{file name in compose/rendered/: text}; `source` is named relative to the project if it is inside it."""
+    source = stack.project / source
+    header = HEADER.format(source=source.relative_to(stack.project) if source.is_relative_to(stack.project) else source)
     hosts = prometheus_hosts(stack, compose)
     return {
         "nginx.conf": header + nginx_conf(stack),
@@ -87,9 +93,10 @@ def rendered(stack: Stack, compose: ComposeSettings, source: Path = COMPOSE_STAC
     }
 
 
-def write_rendered(target: Path = RENDERED_DIR) -> str:
-    """Render into compose/rendered/; says which files changed."""
+def write_rendered(target: Path | None = None) -> str:
+    """Render into the project's compose/rendered/; says which files changed."""
     stack, compose = load()
+    target = target or stack.project / RENDERED_DIR
     target.mkdir(parents=True, exist_ok=True)
     changed = []
     for name, text in rendered(stack, compose).items():

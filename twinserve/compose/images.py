@@ -29,13 +29,15 @@ import time
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from twinserve.errors import ConfigError
+from twinserve.settings import project_dir
+
 CACHE = Path(os.environ.get("TWINSERVE_CACHE", "/var/cache/twinserve"))
 DEFAULT_BASE = "debian:bookworm-slim"
 DEBOOTSTRAP_TAG = "twinserve-base:bookworm"
 VERSION = "0.1.0"
 # The packages that are not needed in the image: the benchmark's peers and the test tools.
-NOT_IN_IMAGE = ("pytest", "ruff", "fastapi", "uvicorn")
+NOT_IN_IMAGE = ("pytest", "ruff", "import-linter", "fastapi", "uvicorn")
 # What a container image of Debian leaves out (as the debian:*-slim images do) and
 # keeps daemons from starting inside a build.
 POLICY_RC_D = "#!/bin/sh\nexit 101\n"
@@ -56,9 +58,10 @@ def install_missing() -> None:
         run([*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], stdout=subprocess.DEVNULL)
 
 
-def pins(pyproject: Path = ROOT / "pyproject.toml") -> tuple[list[str], list[str]]:
-    """(torch pins, the other pins) the image installs: the project's dependencies and Locust."""
-    project = tomllib.loads(pyproject.read_text())["project"]
+def pins(pyproject: Path | None = None) -> tuple[list[str], list[str]]:
+    """(torch pins, the other pins) the image installs: the project's dependencies and Locust
+    (default: the pyproject.toml of the project directory, a checkout)."""
+    project = tomllib.loads((pyproject or project_dir() / "pyproject.toml").read_text())["project"]
     wanted = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
     wanted = [p for p in wanted if re.split(r"[\[=<>~ ]", p, maxsplit=1)[0] not in NOT_IN_IMAGE]
     return [p for p in wanted if p.startswith("torch==")], [p for p in wanted if not p.startswith("torch==")]
@@ -147,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default=os.environ.get("BASE_IMAGE") or DEFAULT_BASE, help="a Debian bookworm image")
     parser.add_argument("--pip", default=str(Path(sys.executable).parent / "pip"), help="the host's pip")
     args = parser.parse_args(argv)
+    try:
+        root = project_dir()  # the Dockerfiles and pyproject.toml of the checkout
+    except ConfigError as exc:
+        print(f"images: error: {exc}", file=sys.stderr)
+        return 2
     install_missing()
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         print("images: error: no Docker Engine answers; start one: `dockerd &` (or systemctl)", file=sys.stderr)
@@ -157,11 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     filled = time.monotonic()
     fill_wheelhouse(args.pip, wheelhouse)
     print(f"wheelhouse: {wheelhouse} filled in {time.monotonic() - filled:.0f} s")
-    contexts = {"twinserve": wheelhouse, "nginx": ROOT, "monitoring": ROOT / "compose" / "monitoring"}
+    contexts = {"twinserve": wheelhouse, "nginx": root, "monitoring": root / "compose" / "monitoring"}
     took = {}
     for name, context in contexts.items():
         image = f"twinserve:{VERSION}" if name == "twinserve" else f"twinserve-{name}:{VERSION}"
-        took[image] = build(image, ROOT / "compose" / name / "Dockerfile", context, base)
+        took[image] = build(image, root / "compose" / name / "Dockerfile", context, base)
     for image, seconds in took.items():
         print(f"{image:28} {image_size(image):>8}  built in {seconds:.0f} s")
     print(f"images: from {base} in {time.monotonic() - start:.0f} s")

@@ -12,9 +12,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from twinserve.settings import REPO_ROOT, load_stack
+from twinserve.settings import load_stack, project_dir
 
-LOCUSTFILE = REPO_ROOT / "simulator" / "locust" / "locustfile.py"
+LOCUSTFILE = Path("simulator", "locust", "locustfile.py")  # in the project directory
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def run_locust(host: str, route: str, users: int, spawn_rate: int, seconds: int,
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = out_dir / "locust"
     argv = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
+        sys.executable, "-m", "locust", "-f", str(project_dir() / LOCUSTFILE), "--headless", "--only-summary",
         "--host", host, "--route", route, "-u", str(users), "-r", str(spawn_rate), "-t", f"{seconds}s",
         "--csv", str(prefix), "--html", str(out_dir / "locust.html"), "--loglevel", "WARNING",
     ]  # fmt: skip
@@ -87,12 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--spawn-rate", type=int, default=25)
     parser.add_argument("--seconds", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "loadtest")
+    parser.add_argument("--out", type=Path, help="default: var/loadtest in the project directory")
     parser.add_argument("--max-error-ratio", type=float, default=defaults.max_error_ratio)
     parser.add_argument("--max-p99-ms", type=float, default=defaults.max_p99_ms)
     parser.add_argument("--min-rps", type=float, default=defaults.min_rps)
     args = parser.parse_args(argv)
     host = args.host or load_stack().nginx.url
+    args.out = args.out or project_dir() / "var" / "loadtest"
     agg = run_locust(host, args.route, args.users, args.spawn_rate, args.seconds, args.out)
     limits = Thresholds(args.max_error_ratio, args.max_p99_ms, args.min_rps)
     print(

@@ -21,7 +21,7 @@ from twinserve.pipeline.loadtest import Thresholds, judge, run_locust
 from twinserve.pipeline.stages import BakeJudge, BakeLimits, BakeSample, alerts_against
 from twinserve.release import deploy, promote
 from twinserve.runtime.torchserve import Management
-from twinserve.settings import REPO_ROOT, Stack
+from twinserve.settings import Stack
 from twinserve.store.state import read_production
 
 
@@ -48,10 +48,10 @@ def _last_line(text: str) -> str:
 
 
 def test(ctx: Context) -> str:
-    """The unit tests of this checkout: the code that is about to deploy the model."""
+    """The unit tests of the project's checkout: the code that is about to deploy the model."""
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit"],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        cwd=ctx.stack.project, capture_output=True, text=True,
     )  # fmt: skip
     if result.returncode != 0:
         raise StageFailed(f"unit tests failed: {_last_line(result.stdout)}")

@@ -10,7 +10,9 @@ workers; of an Nginx master, its workers still holding the port).
 Every process we start also carries TWINSERVE_VAR_DIR=<var_dir> in its
 environment, inherited by its children: `down` finds leftovers of this stack
 by it (a pid file lost, a session left), and never touches a process without
-it — another checkout's stack, or anything foreign on a port we want.
+it — another checkout's stack, or anything foreign on a port we want. It also
+carries TWINSERVE_HOME=<the project directory>, so a child started in var/ (the
+supervisor, the exporters, the drift consumer) finds the same project (settings.py).
 
 A pid file present with its process gone means a crash (the supervisor
 restarts it); `stop` removes the pid file first, so a deliberate stop is never
@@ -32,7 +34,7 @@ import psutil
 import requests
 
 from twinserve.errors import ServiceError
-from twinserve.settings import Stack
+from twinserve.settings import PROJECT_ENV, Stack
 
 MARKER = "TWINSERVE_VAR_DIR"  # environment variable naming the stack a process belongs to
 NAME_MARKER = "TWINSERVE_PROCESS"  # and which of its processes
@@ -167,7 +169,7 @@ def start(stack: Stack, name: str, argv: list[str], cwd: Path, env: dict[str, st
             raise ServiceError(f"{name} is already running (pid file {pid_file(stack, name)})")
         log.parent.mkdir(parents=True, exist_ok=True)
         pid_file(stack, name).parent.mkdir(parents=True, exist_ok=True)
-        marks = {MARKER: str(stack.var_dir), NAME_MARKER: name}
+        marks = {MARKER: str(stack.var_dir), NAME_MARKER: name, PROJECT_ENV: str(stack.project)}
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 argv,

@@ -1,20 +1,23 @@
 """Render Nginx and TorchServe configurations from the stack description.
 
 Pure: stack in, text out. The templates live beside the component they
-configure (nginx/, config/torchserve/); every port and path comes from the
-Stack, so none is written twice.
+configure (nginx/, config/torchserve/) in the project directory (settings.py);
+the paths below are relative to it (stack.project). Every port and path comes
+from the Stack, so none is written twice.
 """
+
+from pathlib import Path
 
 import jinja2
 
 from twinserve.errors import ConfigError
-from twinserve.settings import REPO_ROOT, Stack
+from twinserve.settings import Stack
 from twinserve.store.state import admin_token_file, production_file
 
-NGINX_TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf.j2"
-NGINX_LUA = REPO_ROOT / "nginx" / "lua"  # the switch and the metrics, loaded by the rendered nginx.conf
-TORCHSERVE_TEMPLATE = REPO_ROOT / "config" / "torchserve" / "config.properties.j2"
-LOG4J_CONFIG = REPO_ROOT / "config" / "torchserve" / "log4j2.xml"
+NGINX_TEMPLATE = Path("nginx", "nginx.conf.j2")
+NGINX_LUA = Path("nginx", "lua")  # the switch and the metrics, loaded by the rendered nginx.conf
+TORCHSERVE_TEMPLATE = Path("config", "torchserve", "config.properties.j2")
+LOG4J_CONFIG = Path("config", "torchserve", "log4j2.xml")
 
 # Upper bounds (seconds) of the per-request latency histogram Nginx keeps.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -67,9 +70,9 @@ def lua_literal(value) -> str:
     raise TypeError(f"no Lua literal for {type(value).__name__}")
 
 
-def _template(path) -> jinja2.Template:
+def _template(stack: Stack, path: Path) -> jinja2.Template:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    return env.from_string(path.read_text())
+    return env.from_string((stack.project / path).read_text())
 
 
 def nginx_dir(stack: Stack):
@@ -96,7 +99,7 @@ def nginx_lua_config(stack: Stack) -> dict:
 
 def render_nginx(stack: Stack) -> str:
     errors = {**NGINX_ERRORS, 413: (413, f"request body too large; at most {stack.nginx.max_body}")}
-    return _template(NGINX_TEMPLATE).render(
+    return _template(stack, NGINX_TEMPLATE).render(
         stack=stack,
         nginx=stack.nginx,
         ts=stack.torchserve,
@@ -108,7 +111,7 @@ def render_nginx(stack: Stack) -> str:
         location_errors=PROXIED_ERRORS,
         nginx_dir=nginx_dir(stack),
         log_dir=log_dir(stack),
-        lua_dir=stack.nginx.lua_dir or NGINX_LUA,
+        lua_dir=stack.nginx.lua_dir or stack.project / NGINX_LUA,
         lua_config=lua_literal(nginx_lua_config(stack)),
     )
 
@@ -124,7 +127,7 @@ def render_torchserve(stack: Stack, colour: str, archives: dict[str, str], binds
         binds: {API of TORCHSERVE_APIS: bind address}; default torchserve.host for each (natively
             loopback; a compose colour binds each API to the address of the network that may reach it).
     """
-    return _template(TORCHSERVE_TEMPLATE).render(
+    return _template(stack, TORCHSERVE_TEMPLATE).render(
         bind={api: stack.torchserve.host for api in TORCHSERVE_APIS} | dict(binds or {}),
         ts=stack.torchserve,
         colour=stack.colours[colour],
@@ -133,28 +136,28 @@ def render_torchserve(stack: Stack, colour: str, archives: dict[str, str], binds
     )
 
 
-PROMETHEUS_TEMPLATE = REPO_ROOT / "config" / "prometheus" / "prometheus.yml.j2"
-PROMETHEUS_RULES = REPO_ROOT / "config" / "prometheus" / "rules"
-ALERTMANAGER_TEMPLATE = REPO_ROOT / "config" / "alertmanager" / "alertmanager.yml.j2"
+PROMETHEUS_TEMPLATE = Path("config", "prometheus", "prometheus.yml.j2")
+PROMETHEUS_RULES = Path("config", "prometheus", "rules")
+ALERTMANAGER_TEMPLATE = Path("config", "alertmanager", "alertmanager.yml.j2")
 
 
 # What Prometheus scrapes besides the colours; each may live on its own host (a compose service).
 PROMETHEUS_TARGETS = ("nginx", "nginx_exporter", "exporter", "drift", "node", "prometheus", "alertmanager")
 
 
-def render_prometheus(stack: Stack, host: str = "127.0.0.1", rules_dir=PROMETHEUS_RULES, hosts=None) -> str:
+def render_prometheus(stack: Stack, host: str = "127.0.0.1", rules_dir=None, hosts=None) -> str:
     """prometheus.yml; `host` is where the targets are, `hosts` overrides it per target
     (a colour or one of PROMETHEUS_TARGETS): natively all share loopback, in compose each is a service."""
     hosts = {name: host for name in (*stack.colours, *PROMETHEUS_TARGETS)} | dict(hosts or {})
-    return _template(PROMETHEUS_TEMPLATE).render(
+    return _template(stack, PROMETHEUS_TEMPLATE).render(
         mon=stack.monitoring,
         drift=stack.drift,
         nginx=stack.nginx,
         colours=stack.colours,
         hosts=hosts,
-        rules_dir=rules_dir,
+        rules_dir=rules_dir or stack.project / PROMETHEUS_RULES,
     )
 
 
 def render_alertmanager(stack: Stack, host: str = "127.0.0.1") -> str:
-    return _template(ALERTMANAGER_TEMPLATE).render(mon=stack.monitoring, host=host)
+    return _template(stack, ALERTMANAGER_TEMPLATE).render(mon=stack.monitoring, host=host)

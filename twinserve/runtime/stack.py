@@ -19,10 +19,13 @@ from kafka.errors import KafkaError
 from twinserve.drift.topic import ensure_topic
 from twinserve.errors import ConfigError, ServiceError, TwinserveError
 from twinserve.runtime import monitoring, nginx, processes, torchserve
-from twinserve.runtime.supervisor import SUPERVISOR
 from twinserve.settings import Stack
 from twinserve.store.archives import archive_for, ensure_archive
 from twinserve.store.state import initialise, read_deployments, read_production
+
+# The supervisor's process name. It is named here, where `up` starts it, so that the supervisor
+# imports this module (for the parts it watches) and this module never imports it: no cycle.
+SUPERVISOR = "supervisor"
 
 
 @dataclass(frozen=True)

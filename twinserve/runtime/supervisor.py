@@ -29,9 +29,8 @@ from kafka.errors import KafkaError
 from twinserve.errors import TwinserveError
 from twinserve.runtime import logrotate, nginx, processes, torchserve
 from twinserve.runtime.broker_retention import BROKER, BrokerRetention
+from twinserve.runtime.stack import SUPERVISOR, parts
 from twinserve.settings import Stack, load_stack
-
-SUPERVISOR = "supervisor"
 
 
 class Backoff:
@@ -59,8 +58,6 @@ def log(message: str) -> None:
 
 class Supervisor:
     def __init__(self, stack: Stack, clock=time.monotonic):
-        from twinserve.runtime.stack import parts  # the stack module starts the supervisor: imported late
-
         self.stack = stack
         self.clock = clock
         self.parts = {part.name: part for part in parts(stack)}

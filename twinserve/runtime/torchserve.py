@@ -86,7 +86,7 @@ def command(stack: Stack, colour: str, archives: dict[str, str]) -> tuple[list[s
     argv = [
         java_bin(),
         f"-Dmodel_server_home={ts_home}",
-        f"-Dlog4j.configurationFile=file://{LOG4J_CONFIG}",
+        f"-Dlog4j.configurationFile=file://{stack.project / LOG4J_CONFIG}",
         f"-Djava.io.tmpdir={tmp}",
         f"-Xmx{stack.torchserve.java_heap}",
         "-XX:+UseG1GC",

@@ -27,7 +27,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from twinserve.settings import REPO_ROOT, load_stack
+from twinserve.settings import load_stack
 from twinserve.store.archives import archive_for
 from twinserve.store.state import read_deployments, read_production
 from twinserve.tools.bench import cores, peers, write_report
@@ -149,10 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=15)
     parser.add_argument("--only", choices=["twinserve", "default", "fastapi", "fastapi-tuned"], nargs="+")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench")
+    parser.add_argument("--out", type=Path, help="default: var/bench in the project directory")
     args = parser.parse_args(argv)
 
     stack = load_stack()
+    args.out = args.out or stack.project / "var" / "bench"
     production = read_production(stack)
     model = next(iter(stack.models))
     version = read_deployments(stack)[production][model]

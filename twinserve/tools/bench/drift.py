@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
 from twinserve.drift.topic import ensure_topic
 from twinserve.runtime.torchserve import authorization
-from twinserve.settings import REPO_ROOT, Stack, load_stack
+from twinserve.settings import Stack, load_stack
 from twinserve.store.archives import archive_for
 from twinserve.store.state import read_deployments, read_production
 from twinserve.tools.bench import cores, write_report
@@ -72,7 +72,7 @@ def publish_call_cost(stack: Stack, model: str, version: str, calls: int) -> str
     import sys
     import tempfile
 
-    sys.path.insert(0, str(REPO_ROOT / "handlers"))
+    sys.path.insert(0, str(stack.project / "handlers"))
     from input_publisher import InputPublisher
 
     topic = f"bench-publish-{uuid.uuid4().hex[:8]}"
@@ -166,10 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=3, help="interleaved A/B pairs per row")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--messages", type=int, default=20000)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench")
+    parser.add_argument("--out", type=Path, help="default: var/bench in the project directory")
     args = parser.parse_args(argv)
 
     stack = load_stack()
+    args.out = args.out or stack.project / "var" / "bench"
     production = read_production(stack)
     staging = stack.other(production)
     model = next(iter(stack.models))

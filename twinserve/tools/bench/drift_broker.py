@@ -24,7 +24,7 @@ from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
 from twinserve.drift.topic import ensure_topic
 from twinserve.runtime.monitoring import broker_bin
 from twinserve.runtime.processes import wait_ready
-from twinserve.settings import REPO_ROOT
+from twinserve.settings import project_dir
 from twinserve.tools.bench import cores, write_report
 from twinserve.tools.bench.drift import watch_counter
 
@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rows-per-message", type=int, nargs="+", default=[500, 48])
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench")
+    parser.add_argument("--out", type=Path, help="default: var/bench in the project directory")
     args = parser.parse_args(argv)
+    args.out = args.out or project_dir() / "var" / "bench"
     lines = [
         f"twinserve drift broker bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Tansu in memory, {cores()} cores",
         f"{args.rows:,} rows of 2 features per run (the simulator's rows, ~41 bytes of JSON each)",

@@ -25,7 +25,7 @@ import yaml
 from archiver import build_archive
 from twinserve.errors import ServiceError
 from twinserve.runtime.torchserve import TORCHSERVE_BIN
-from twinserve.settings import REPO_ROOT
+from twinserve.settings import project_dir
 
 
 def free_ports(n: int) -> list[int]:
@@ -130,7 +130,7 @@ def fastapi_uvicorn(archive: Path, workdir: Path, app: str, workers: int = 2):
             "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"]  # fmt: skip
     env = {
         "TWINSERVE_PEER_MODEL_DIR": str(model_dir),
-        "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'handlers'}",
+        "PYTHONPATH": str(project_dir() / "handlers"),  # twinserve itself: this interpreter's install
         "OMP_NUM_THREADS": "1",
     }
     with _process(argv, workdir, env, f"http://127.0.0.1:{port}/predictions/regressor") as url:

@@ -25,6 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=1, help="rows per message")
     p.add_argument("--feature", help="the feature to shift; none: no drift")
     p.add_argument("--shift", type=float, default=1.0, help="in reference standard deviations")
+    p.add_argument("--scale", type=float, default=1.0, help="the feature's spread times this, same mean")
     p.add_argument("--drift-after", type=int, default=0, help="messages before the shift")
     p.add_argument("--rate", type=float, default=0, help="messages per second; 0: as fast as possible")
     p.add_argument("--seed", type=int, default=0)
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
             raise TwinserveError(f"unknown model {args.model!r}; the stack serves {sorted(stack.models)}")
         version = args.version or stack.models[args.model].version
         _, meta = archive_for(stack, args.model, version)
-        drift = Drift(args.feature, args.shift, args.drift_after)
+        drift = Drift(args.feature, args.shift, args.drift_after, args.scale)
         reference = meta["reference_stats"]
         stream = list(messages(args.model, version, reference, args.messages, args.rows, drift, args.seed))
     except (TwinserveError, ValueError) as exc:

@@ -95,3 +95,13 @@ def test_a_zero_spread_feature_is_reported_not_tested():
     v = w.add({"x1": RNG.random(200), "x2": RNG.random(200), "c": [3.0] * 200}, 0.0)
     assert v.zero_spread == ["c"] and "c" not in v.features and not v.detected
     assert math.isfinite(v.features["x1"]["ks"])
+
+
+def test_the_verdict_says_drifted_only_once_the_rule_held_at_two_evaluations_running():
+    w = window(VerdictSettings(min_rows=500, every=500, max_rows=500))
+    wide = 0.5 + 2 * (RNG.random(1000) - 0.5)
+    first, second = feed(w, wide, RNG.random(1000), per=500)
+    assert first.flags["x1"]["verdict"] and not first.detected and first.streaks["verdict"] == 1
+    assert second.detected and second.streaks["verdict"] == 2
+    (calm,) = feed(w, RNG.random(500), RNG.random(500), start=10, per=500)
+    assert not calm.detected and calm.streaks["verdict"] == 0

@@ -23,7 +23,9 @@ Per feature, on the window's values (n of them, m in the training set):
 The verdict: a feature is drifting if the KS test says so and the change is
 large enough to matter (wasserstein >= min_wasserstein), or if the change is
 large whatever the KS test says (wasserstein >= large_wasserstein). Drifted:
-at least `min_share` of the version's features drifting. The thresholds are
+at least `min_share` of the version's features drifting (any one, by
+default), at `confirm` consecutive evaluations (two: one more evaluation's
+delay, and a chance alarm of one window is not reported). The thresholds are
 chosen with `make drift-eval` (docs/drift.md) for at most one false alarm per
 100,000 undrifted rows.
 
@@ -58,6 +60,7 @@ class VerdictSettings:
     psi_threshold: float = 0.1
     z_threshold: float = 4.0
     min_share: float = 1e-9  # any drifting feature
+    confirm: int = 2  # consecutive evaluations the rule must hold for before the verdict says drifted
 
 
 @dataclass(frozen=True)
@@ -133,12 +136,11 @@ class Verdict:
     zero_spread: list[str]
     share: float  # of the tested features drifting by the verdict's rule
     detected: bool
+    streaks: dict[str, int]  # "verdict" and each test: consecutive evaluations its rule held for
 
-    def detected_by(self, test: str, min_share: float = 1e-9) -> bool:
+    def detected_by(self, test: str, confirm: int) -> bool:
         """What the verdict would be with one test alone as the rule (for the evaluation)."""
-        if not self.flags:
-            return False
-        return sum(f[test] for f in self.flags.values()) / len(self.flags) >= min_share
+        return self.streaks[test] >= confirm
 
 
 @dataclass
@@ -151,6 +153,7 @@ class VersionWindow:
     rows: int = 0
     since_eval: int = 0
     last: Verdict | None = None
+    streaks: dict = field(default_factory=lambda: dict.fromkeys(("verdict", *TESTS), 0))
 
     @classmethod
     def from_reference_stats(cls, stats: dict, settings: VerdictSettings | None = None) -> "VersionWindow | None":
@@ -200,6 +203,9 @@ class VersionWindow:
                 continue  # a column older messages lack (e.g. the prediction): no verdict on it yet
             results[f] = feature_tests(values, ref, len(tested))
             flags[f] = drifting(results[f], self.settings)
-        share = sum(f["verdict"] for f in flags.values()) / len(flags) if flags else 0.0
-        detected = bool(flags) and share >= self.settings.min_share
-        return Verdict(min(self.rows, self.settings.max_rows), results, flags, zero, share, detected)
+        shares = {t: sum(f[t] for f in flags.values()) / len(flags) if flags else 0.0 for t in self.streaks}
+        for t, share in shares.items():
+            self.streaks[t] = self.streaks[t] + 1 if flags and share >= self.settings.min_share else 0
+        detected = self.streaks["verdict"] >= self.settings.confirm
+        rows = min(self.rows, self.settings.max_rows)
+        return Verdict(rows, results, flags, zero, shares["verdict"], detected, dict(self.streaks))

@@ -12,7 +12,8 @@ one change hits x1 (the prediction follows it, as in production):
     bimodal: two narrow modes at mean +- 0.95 std (same mean and std).
 
 Detectors: the verdict (detect.py's rule), each test alone as the rule
-(ks, wasserstein, psi, zscore on the verdict's window) and the old alert
+(ks, wasserstein, psi, zscore on the verdict's window, confirmed by the same
+number of consecutive evaluations as the verdict) and the old alert
 (|z| > 4 on any feature with 200+ rows in the 500-row window, per message).
 A detector's alarms are the times its state turns on: a false alarm is one
 before the change (or on the undrifted stream), counted per 100,000
@@ -119,7 +120,7 @@ def run_stream(reg: Regressor, scenario: str, warmup: int, after: int, seed: int
         if window.last is not last:
             last = window.last
             now["verdict"] = last.detected
-            now.update({t: last.detected_by(t) for t in TESTS})
+            now.update({t: last.detected_by(t, settings.verdict.confirm) for t in TESTS})
         now["old zscore"] = any(
             t.drift.window.n >= 200 and abs(t.drift.z(t.ref_mean, t.ref_std, settings.min_samples) or 0) > 4
             for t in consumer.features.values()

@@ -1,4 +1,5 @@
 # twinserve: `make up` sets up and starts the native stack, `make test` tests it.
+# Every target is a doorway to `twinserve <verb>` (twinserve/cli/; `$(PY) -m twinserve --help` lists them).
 PY := .venv/bin/python
 SHELL := /bin/bash
 
@@ -37,22 +38,22 @@ format: install
 	.venv/bin/ruff format .
 
 bench: install  ## twinserve vs default TorchServe vs two FastAPIs, wrk at 100/200 connections, ab, targets (needs make up)
-	$(PY) -m twinserve.tools.bench
+	$(PY) -m twinserve bench serving
 
 bench-drift: install  ## cost of publishing inputs on /predict, drift consumer throughput (needs make up)
-	$(PY) -m twinserve.tools.bench.drift
+	$(PY) -m twinserve bench drift
 
 bench-drift-broker: install  ## the broker's memory per million input rows, consumer rows/s through it (a broker of its own)
-	$(PY) -m twinserve.tools.bench.drift_broker
+	$(PY) -m twinserve bench drift-broker
 
 loadtest: install  ## headless Locust on /predict with a pass/fail gate; ROUTE=/test/predict for staging
-	$(PY) -m twinserve.pipeline.loadtest --route $(or $(ROUTE),/predict)
+	$(PY) -m twinserve loadtest --route $(or $(ROUTE),/predict)
 
 swapcheck: install  ## 20 swaps and a deploy under wrk -c50 load; prints the failures
-	$(PY) -m twinserve.tools.swapcheck --swaps 20 --deploy models/regressor
+	$(PY) -m twinserve swapcheck --swaps 20 --deploy models/regressor
 
 drift-demo: install  ## simulator: 1,000 inputs, x1 shifted by 1 std after 400 (needs make up); see the Drift dashboard
-	$(PY) -m simulator.kafka_producer --messages 1000 --feature x1 --shift 1 --drift-after 400
+	$(PY) -m twinserve drift-demo --messages 1000 --feature x1 --shift 1 --drift-after 400
 
 drift-eval: install  ## drift detectors on streams with known changes: false alarms, delays (table, docs/drift-eval.png)
 	nice -n 10 $(PY) -m twinserve.tools.drift_eval
@@ -60,7 +61,7 @@ drift-eval: install  ## drift detectors on streams with known changes: false ala
 .PHONY: render-compose compose-config images test-compose
 
 images: install  ## build the compose stack's images from Debian bookworm, no registry needed (BASE_IMAGE=...)
-	$(PY) -m twinserve.compose.images $(if $(BASE_IMAGE),--base "$(BASE_IMAGE)")
+	$(PY) -m twinserve images $(if $(BASE_IMAGE),--base "$(BASE_IMAGE)")
 
 test-compose: install  ## Docker Engine (started if none runs), images, docker-compose up, end-to-end checks, down
 	$(PY) -m pytest -m compose tests/compose

@@ -1,5 +1,5 @@
-"""Build versioned TorchServe archives (.mar) and the metadata beside them."""
+"""Build versioned TorchServe archives (.mar) and the metadata beside them (`twinserve archive`)."""
 
-from archiver.build import ArchiveError, BuiltArchive, build_archive, read_metadata
+from archiver.build import ArchiveError, ArchiveExists, BuiltArchive, build_archive, read_metadata
 
-__all__ = ["ArchiveError", "BuiltArchive", "build_archive", "read_metadata"]
+__all__ = ["ArchiveError", "ArchiveExists", "BuiltArchive", "build_archive", "read_metadata"]

@@ -35,8 +35,28 @@ VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){0,2}")  # used with fullmatch: no tra
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
+EXIT_FAILED = 1  # refused; nothing changed (the same codes as twinserve/errors.py)
+EXIT_USAGE = 2  # the model directory, version or metadata is wrong
+
+
 class ArchiveError(Exception):
-    """A build that cannot go ahead; the message says what and why."""
+    """A build that cannot go ahead; the message says what and why.
+
+    It carries an exit code, as twinserve.errors.TwinserveError does, but is not
+    one of its subclasses: archiver/ sits outside the twinserve package and never
+    imports it (ARCHITECTURE: handlers/ and archiver/ build what TorchServe loads,
+    without the control plane). `twinserve`'s one error handler
+    (twinserve/cli/__init__.py) catches both families by name and exits with
+    `exit_code`; a shared base would be a third package for two lines.
+    """
+
+    exit_code = EXIT_USAGE
+
+
+class ArchiveExists(ArchiveError):
+    """The version is archived already: archives are immutable, so the build is refused (nothing changed)."""
+
+    exit_code = EXIT_FAILED
 
 
 def project_root() -> Path:
@@ -165,7 +185,7 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
     store.mkdir(parents=True, exist_ok=True)
     target = archive_path(store, name, version)
     if target.exists() or metadata_path(target).exists():
-        raise ArchiveError(f"{target} already exists; archives are immutable, pick a new version")
+        raise ArchiveExists(f"{target} already exists; archives are immutable, pick a new version")
 
     artifacts = model_dir / "artifacts"
     settings = config.get("twinserve", {})

@@ -23,7 +23,7 @@ pipeline {
     }
     environment {
         RUN_ID = "jenkins-${env.BUILD_NUMBER}-${currentBuild.startTimeInMillis}"
-        PIPELINE = '.venv/bin/python -m twinserve.pipeline'
+        PIPELINE = '.venv/bin/python -m twinserve pipeline'
     }
     stages {
         stage('test') {

@@ -11,9 +11,10 @@ with import-linter, contracts in pyproject.toml):
     observe            the control plane's exporter and the alert receiver
     compose            the same stack in containers: rendered configs, images, container entry points
     pipeline           a model version from training to production, with gates
-    cli                `twinserve <verb>`: every user command
+    cli                `twinserve <verb>`: every user command, one module per verb (the top: it also runs the tools)
 
-tools/ (benchmarks, wrk, the swap check) uses the product and is never imported by it.
+tools/ (benchmarks, wrk, the swap check) uses the product and is never imported by it; only cli,
+above both, dispatches to it (`twinserve bench`, `twinserve swapcheck`).
 handlers/ (TorchServe's side) and archiver/ sit outside this package and never import it.
 Templates, Lua, rules, handlers and models are files of the project directory
 ($TWINSERVE_HOME, else the current directory: settings.project_dir), never read from beside this package.

@@ -1,14 +1,13 @@
 """What scripts/*.sh run: the one place that picks the native or the compose stack.
 
-TWINSERVE_MODE=native (the default) runs `.venv/bin/python -m twinserve <verb>`;
-TWINSERVE_MODE=compose runs the same command in a one-off `control` container of
-the compose stack, whose description (config/stack.compose.yaml) names the
-services. Either way the verb is twinserve/cli.py; this module only chooses
-where, so the shell scripts decide nothing. Standard library only: the host
-needs no .venv to drive the compose stack.
+TWINSERVE_MODE=native (the default) runs `twinserve <verb>` with the checkout's
+.venv (`.venv/bin/python -m twinserve <verb>`); TWINSERVE_MODE=compose runs the
+same command in a one-off `control` container of the compose stack, whose
+description (config/stack.compose.yaml) names the services. Either way the verb
+is twinserve/cli/; this module only chooses where, so the shell scripts decide
+nothing. Standard library only: the host needs no .venv to drive the compose stack.
 
-    python3 -I twinserve/doorway.py <verb> [args...]
-    python3 -I twinserve/doorway.py pipeline <command> [args...]   # python -m twinserve.pipeline (make pipeline)
+    python3 -I twinserve/doorway.py <verb> [args...]     # e.g. swap; pipeline run ... (make pipeline)
 """
 
 import os
@@ -29,23 +28,22 @@ def container_path(arg: str, root: Path, cwd: Path) -> str:
 
 
 def command(verb: str, args: list[str], mode: str, root: Path = ROOT, cwd: Path | None = None) -> list[str]:
-    """The argv that runs `python -m twinserve <verb> <args>` (verb `pipeline`: `python -m twinserve.pipeline
-    <args>`) on the stack of `mode`."""
-    module = ["twinserve.pipeline"] if verb == "pipeline" else ["twinserve", verb]
+    """The argv that runs `twinserve <verb> <args>` on the stack of `mode`."""
+    twinserve = ["-m", "twinserve", verb]
     if mode == "native":
-        return [str(root / ".venv" / "bin" / "python"), "-m", *module, *args]
+        return [str(root / ".venv" / "bin" / "python"), *twinserve, *args]
     if mode == "compose":
         if verb in PATH_ARGUMENT_VERBS and args:
             args = [container_path(args[0], root, cwd or Path.cwd()), *args[1:]]
         compose = ["docker-compose", "-f", str(root / "docker-compose.yml")]
-        return [*compose, "run", "--rm", "-T", CONTROL_SERVICE, "python", "-m", *module, *args]
+        return [*compose, "run", "--rm", "-T", CONTROL_SERVICE, "python", *twinserve, *args]
     raise ValueError(f"TWINSERVE_MODE={mode!r}; expected one of {', '.join(MODES)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
-        print("doorway: error: expected a twinserve verb", file=sys.stderr)
+        print("twinserve: error: expected a verb (see `twinserve --help`)", file=sys.stderr)
         return 2
     try:
         cmd = command(argv[0], argv[1:], os.environ.get("TWINSERVE_MODE") or "native")

@@ -60,7 +60,7 @@ def images(engine):
     LOGS.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with (LOGS / "images.log").open("w") as log:
-        built = subprocess.run([sys.executable, "-m", "twinserve.compose.images"], stdout=log, stderr=subprocess.STDOUT)
+        built = subprocess.run([sys.executable, "-m", "twinserve", "images"], stdout=log, stderr=subprocess.STDOUT)
     assert built.returncode == 0, (LOGS / "images.log").read_text()[-3000:]
     FIGURES["make images"] = f"{time.monotonic() - start:.0f} s"
     for line in (LOGS / "images.log").read_text().splitlines():

@@ -181,8 +181,8 @@ def test_a_consumer_without_a_broker_reports_it_and_stops_cleanly(stack, topic, 
 
 
 def test_the_simulators_drift_on_x1_shows_in_prometheus_and_x2_stays_calm(stack):
-    """The demo of docs/drift.md: python -m simulator.kafka_producer --feature x1 --shift 1."""
-    simulate = [sys.executable, "-m", "simulator.kafka_producer", "--messages", "1000", "--feature", "x1"]
+    """The demo of docs/drift.md: twinserve drift-demo --feature x1 --shift 1."""
+    simulate = [sys.executable, "-m", "twinserve", "drift-demo", "--messages", "1000", "--feature", "x1"]
     subprocess.run(
         [*simulate, "--shift", "1", "--drift-after", "400", "--seed", "11"],
         env={**os.environ, "TWINSERVE_STACK": str(stack.path)}, cwd=REPO_ROOT, check=True, timeout=120,
@@ -211,7 +211,7 @@ def test_the_drift_alert_fires_for_a_doubled_spread_into_the_receiver_and_not_fo
                           ("7.8", [])):  # fmt: skip
         build_archive(workdir / "models" / "regressor", version, stack.model_store)
         subprocess.run(
-            [sys.executable, "-m", "simulator.kafka_producer", "--messages", "1000", *args, "--seed", "12",
+            [sys.executable, "-m", "twinserve", "drift-demo", "--messages", "1000", *args, "--seed", "12",
              "--version", version],
             env={**os.environ, "TWINSERVE_STACK": str(stack.path)}, cwd=REPO_ROOT, check=True, timeout=120,
         )  # fmt: skip

@@ -29,7 +29,7 @@ from tests.integration.conftest import free_ports
 from tests.integration.helpers import poll, scrape, total
 from twinserve.errors import ConfigError
 from twinserve.pipeline import record as records
-from twinserve.pipeline.__main__ import run_stage
+from twinserve.pipeline.runs import run_stage
 from twinserve.pipeline.stages import STAGES
 from twinserve.pipeline.steps import Context
 from twinserve.runtime import nginx, torchserve

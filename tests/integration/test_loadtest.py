@@ -4,14 +4,15 @@ import csv
 
 import pytest
 
-from twinserve.pipeline import loadtest
+from twinserve.cli import main
 
 pytestmark = pytest.mark.integration
 
 
 def run(stack, tmp_path, *extra):
-    return loadtest.main(
+    return main(
         [
+            "loadtest",
             "--host",
             stack.nginx.url,
             "--users",
@@ -40,4 +41,6 @@ def test_a_healthy_stack_passes_and_invalid_requests_count_as_answered(stack, tm
 
 def test_a_missed_threshold_fails_the_gate(stack, tmp_path, capsys):
     assert run(stack, tmp_path, "--min-rps", "1000000") == 1
-    assert "requests/s < 1000000" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("twinserve loadtest: error: missed: ") and err.count("\n") == 1, err
+    assert "requests/s < 1000000" in err

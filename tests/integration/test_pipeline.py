@@ -1,7 +1,7 @@
 """The delivery pipeline end to end on the real stack: promote a good version,
 stop a broken one at the smoke test, roll back a degrading one during bake.
 
-The pipeline runs as a user runs it (python -m twinserve.pipeline), against
+The pipeline runs as a user runs it (twinserve pipeline), against
 the session's stack with shorter gates (a stack file with the same ports).
 """
 
@@ -58,7 +58,7 @@ def model_copy(root, tweak=None):
 
 
 def pipeline(gated, *args, **popen):
-    argv = [sys.executable, "-m", "twinserve.pipeline", "--stack", str(gated.path), *args]
+    argv = [sys.executable, "-m", "twinserve", "--stack", str(gated.path), "pipeline", *args]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
@@ -140,7 +140,7 @@ def test_a_version_that_degrades_in_production_is_rolled_back_during_bake(gated,
     slow_stack.write_text(yaml.safe_dump(raw))
     traffic = WrkRun(f"{gated.nginx.url}/predict", connections=4, duration_s=300)
     try:
-        argv = [sys.executable, "-m", "twinserve.pipeline", "--stack", str(slow_stack), "run", "--model-dir",
+        argv = [sys.executable, "-m", "twinserve", "--stack", str(slow_stack), "pipeline", "run", "--model-dir",
                 str(model_dir), "--version", "3.3", "--approve", "--skip", "test"]  # fmt: skip
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert poll(lambda: read_production(gated) != before[0] or proc.poll() is not None, timeout=300, every=0.2)

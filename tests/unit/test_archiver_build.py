@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from archiver import ArchiveError, build_archive, read_metadata
+from archiver import ArchiveError, ArchiveExists, build_archive, read_metadata
 from archiver.build import HANDLER_BASE, handler_dir, handler_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -149,6 +149,22 @@ def test_metadata_alone_also_blocks_the_version(model_dir, store):
     assert not (store / "regressor-1.0.mar").exists()
 
 
+def test_an_existing_version_is_refused_exit_1_and_a_bad_input_is_usage_exit_2(model_dir, store, capsys):
+    """The archiver's errors carry twinserve's exit codes: "exists" is a refusal, not a usage error."""
+    from twinserve.cli import main
+
+    store.mkdir()
+    (store / "regressor-1.0.json").write_text("{}")
+    with pytest.raises(ArchiveExists) as refused:
+        build_archive(model_dir, "1.0", store)
+    assert refused.value.exit_code == 1
+    assert main(["archive", str(model_dir), "--version", "1.0", "--store", str(store)]) == 1
+    assert main(["archive", str(model_dir), "--version", "x", "--store", str(store)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("twinserve archive: error: ") and "already exists" in err[0]
+    assert err[1].startswith("twinserve archive: error: version 'x'") and len(err) == 2
+
+
 def test_another_version_goes_beside_the_first(model_dir, store):
     first = build_archive(model_dir, "1.0", store)
     second = build_archive(model_dir, "1.1", store)
@@ -216,7 +232,7 @@ def test_read_metadata_of_an_archive_without_it(tmp_path):
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(REPO_ROOT / ".venv" / "bin" / "python"), "-m", "archiver", *args],
+        [str(REPO_ROOT / ".venv" / "bin" / "python"), "-m", "twinserve", "archive", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -225,17 +241,17 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_missing_directory_exits_non_zero_with_one_line(tmp_path):
-    result = cli("build", str(tmp_path / "nowhere"), "--version", "1.0", "--store", str(tmp_path / "store"))
+    result = cli(str(tmp_path / "nowhere"), "--version", "1.0", "--store", str(tmp_path / "store"))
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("archiver: error: model directory ")
+    assert result.stderr.startswith("twinserve archive: error: model directory ")
     assert "does not exist" in result.stderr
     assert not (tmp_path / "store").exists()
 
 
 def test_cli_bad_version_exits_non_zero_with_one_line(model_dir, tmp_path):
-    result = cli("build", str(model_dir), "--version", "one", "--store", str(tmp_path / "store"))
+    result = cli(str(model_dir), "--version", "one", "--store", str(tmp_path / "store"))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "version 'one' must be numbers separated by dots" in result.stderr

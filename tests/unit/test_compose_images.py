@@ -7,6 +7,7 @@ import pytest
 
 from tests.checkout import REPO_ROOT
 from twinserve.compose import images
+from twinserve.errors import ServiceError
 
 
 def test_the_image_installs_pyproject_s_pins_torch_apart_and_no_test_tool():
@@ -76,11 +77,11 @@ def test_without_a_registry_the_base_is_debootstrapped_once(docker, capsys):
 
 def test_a_chosen_base_that_cannot_be_had_is_an_error(docker):
     fake = docker()
-    with pytest.raises(SystemExit, match="cannot pull BASE_IMAGE=ubuntu:24.04"):
+    with pytest.raises(ServiceError, match="cannot pull BASE_IMAGE=ubuntu:24.04"):
         images.ensure_base("ubuntu:24.04")
     assert not fake.made
 
 
 def test_make_images_passes_base_image_through():
     makefile = (REPO_ROOT / "Makefile").read_text()
-    assert '$(PY) -m twinserve.compose.images $(if $(BASE_IMAGE),--base "$(BASE_IMAGE)")' in makefile
+    assert '$(PY) -m twinserve images $(if $(BASE_IMAGE),--base "$(BASE_IMAGE)")' in makefile

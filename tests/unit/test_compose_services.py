@@ -1,5 +1,5 @@
-"""twinserve/compose/services.py: what the twinserve image's containers run (entry points, binds,
-healthchecks), without a server."""
+"""twinserve/compose/services.py (`twinserve container`, `twinserve health`): what the twinserve image's
+containers run (entry points, binds, healthchecks), without a server."""
 
 import re
 from pathlib import Path
@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from tests.checkout import DEFAULT_STACK, REPO_ROOT
+from twinserve.cli import main, parser
 from twinserve.compose import services as container
 from twinserve.compose.configs import COMPOSE_FILE, COMPOSE_STACK
 from twinserve.errors import ConfigError
@@ -97,23 +98,36 @@ def test_a_tcp_healthcheck_connects(compose_stack):
     assert not container.healthy(f"tcp://127.0.0.1:{compose_stack.drift.broker_port}")
 
 
-def test_container_health_is_an_exit_code(compose_stack, monkeypatch):
+def test_container_health_is_an_exit_code_and_prints_nothing(compose_stack, monkeypatch, capsys):
     monkeypatch.setenv("TWINSERVE_STACK", str(compose_stack.path))
-    assert container.main(["health", "stack"]) == 0
-    assert container.main(["health", "exporter"]) == 1, "nothing listens on the exporter port of this stack copy"
-    assert container.main(["bogus"]) == 2
+    assert main(["health", "stack"]) == 0
+    assert main(["health", "exporter"]) == 1, "nothing listens on the exporter port of this stack copy"
+    assert capsys.readouterr() == ("", "")
+    assert main(["health", "bogus"]) == 2
+    assert main(["container", "exporter", "blue"]) == 2, "only torchserve takes a colour"
+    assert len(capsys.readouterr().err.splitlines()) == 2
 
 
-def test_every_container_command_in_the_compose_file_is_one_main_accepts():
-    services = yaml.safe_load((REPO_ROOT / COMPOSE_FILE).read_text())["services"]
-    for spec in services.values():
-        for argv in (spec.get("command", []), spec["healthcheck"]["test"][1:]):
-            if argv[:3] == ["python", "-m", "twinserve.compose.services"]:
-                rest = argv[3:]
-                if rest[0] == "health":
-                    assert rest[1] in (*container.SERVICES, "stack"), argv
-                else:
-                    assert rest[0] in (*container.SERVICES, *container.ONE_SHOTS), argv
+def compose_commands() -> list[list[str]]:
+    """Every `python -m twinserve ...` that docker-compose.yml runs: commands and healthchecks."""
+    found = []
+    for spec in yaml.safe_load(COMPOSE_FILE.read_text())["services"].values():
+        for argv in (spec.get("command", []), spec.get("healthcheck", {}).get("test", [])[1:]):
+            if argv[:2] == ["python", "-m"]:
+                found.append(argv)
+    return found
+
+
+def test_every_python_command_in_the_compose_file_is_a_twinserve_verb_that_parses():
+    commands = compose_commands()
+    assert len(commands) >= 15
+    for argv in commands:
+        assert argv[2] == "twinserve", argv
+        parser().parse_args(argv[3:])  # raises UsageError if the verb or its arguments are wrong
+    verbs = {argv[3] for argv in commands}
+    assert {"container", "health", "which", "drift-demo", "loadtest"} <= verbs
+    services = {argv[4] for argv in commands if argv[3] == "container"}
+    assert services == set(container.SERVICES) | {"archives"}
 
 
 def test_container_archives_builds_each_initial_version_as_make_up_does(compose_stack, monkeypatch, capsys):
@@ -122,7 +136,7 @@ def test_container_archives_builds_each_initial_version_as_make_up_does(compose_
     built = []
     monkeypatch.setattr(models, "ensure_archive", lambda s, d, v: built.append((d, v)) or Path(f"{d.name}-{v}.mar"))
     monkeypatch.setenv("TWINSERVE_STACK", str(compose_stack.path))
-    assert container.main(["archives"]) == 0
+    assert main(["container", "archives"]) == 0
     assert built == [(REPO_ROOT / "models" / "regressor", "1.0")]
     state_dir = compose_stack.state_dir
     assert capsys.readouterr().out == (

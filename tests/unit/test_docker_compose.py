@@ -166,10 +166,10 @@ def test_nginx_is_reached_by_alias_where_the_admin_server_allows_it():
 def test_one_torchserve_service_per_colour_from_the_same_anchor(colour):
     spec = SERVICES[COLOURS[colour]]
     assert spec["environment"] == {"TWINSERVE_COLOUR": colour}
-    assert spec["command"] == ["python", "-m", "twinserve.compose.services", "torchserve"]
+    assert spec["command"] == ["python", "-m", "twinserve", "container", "torchserve"]
     assert spec["healthcheck"]["test"][-2:] == ["health", "torchserve"]
     assert "ports" not in spec
-    assert TEXT.count('twinserve.compose.services", "torchserve"]') == 1, "the colours share one x-torchserve anchor"
+    assert TEXT.count('"container", "torchserve"]') == 1, "the colours share one x-torchserve anchor"
 
 
 def test_nginx_runs_its_image_with_the_state():

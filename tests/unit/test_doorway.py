@@ -30,12 +30,12 @@ def test_compose_mode_runs_the_same_verb_in_a_one_off_control_container():
     ]  # fmt: skip
 
 
-def test_the_pipeline_runs_its_own_module_in_either_mode():
+def test_the_pipeline_is_a_verb_like_the_others_in_either_mode():
     assert doorway.command("pipeline", ["run", "--approve"], "native", ROOT) == [
-        "/repo/.venv/bin/python", "-m", "twinserve.pipeline", "run", "--approve",
+        "/repo/.venv/bin/python", "-m", "twinserve", "pipeline", "run", "--approve",
     ]  # fmt: skip
-    assert doorway.command("pipeline", ["show"], "compose", ROOT)[-5:] == [
-        "control", "python", "-m", "twinserve.pipeline", "show",
+    assert doorway.command("pipeline", ["show"], "compose", ROOT)[-6:] == [
+        "control", "python", "-m", "twinserve", "pipeline", "show",
     ]  # fmt: skip
     assert "@python3 -I twinserve/doorway.py pipeline run --model-dir" in (REPO_ROOT / "Makefile").read_text()
 
@@ -50,7 +50,7 @@ def test_the_control_service_exists_and_the_compose_file_is_the_root_one():
 def test_every_cli_verb_the_doorway_passes_exists():
     from twinserve.cli import VERBS
 
-    assert set(SCRIPTS.values()) <= set(VERBS)
+    assert {*SCRIPTS.values(), "pipeline"} <= set(VERBS)
 
 
 def test_compose_deploy_paths_become_repository_relative(tmp_path):
@@ -76,6 +76,11 @@ def test_an_unknown_mode_is_one_line_and_exit_2(monkeypatch, capsys):
     assert err.count("\n") == 1 and "TWINSERVE_MODE='kubernetes'" in err and "native, compose" in err
     with pytest.raises(ValueError):
         doorway.command("swap", [], "", ROOT)
+
+
+def test_no_verb_is_one_line_in_the_cli_s_format_and_exit_2(capsys):
+    assert doorway.main([]) == 2
+    assert capsys.readouterr().err == "twinserve: error: expected a verb (see `twinserve --help`)\n"
 
 
 def test_the_doorway_needs_only_the_standard_library():

@@ -10,11 +10,11 @@ import subprocess
 import pytest
 
 from tests.checkout import REPO_ROOT
-from twinserve.pipeline.__main__ import parser
+from twinserve.cli import parser
 from twinserve.pipeline.stages import SKIPPABLE, STAGES
 
 GROOVY = (REPO_ROOT / "jenkins" / "pipeline.groovy").read_text()
-PIPELINE = ".venv/bin/python -m twinserve.pipeline"
+PIPELINE = ".venv/bin/python -m twinserve pipeline"
 PARAMS = {"MODEL_DIR": "models/regressor", "VERSION": "1.4", "SEED": "7", "RUN_ID": "jenkins-12-1700000000000"}
 
 
@@ -37,6 +37,11 @@ def expand(command: str, skip_tests: str = "true") -> list[str]:
     return [a for a in out.split("\0") if a]
 
 
+def parse(argv: list[str]):
+    """`twinserve pipeline <argv>` as the command line parses it."""
+    return parser().parse_args(["pipeline", *argv])
+
+
 def test_the_stages_are_the_local_runners_in_order():
     assert list(stage_blocks()) == list(STAGES)
 
@@ -47,7 +52,7 @@ def test_every_stage_runs_its_own_pipeline_stage_command():
         assert len(commands) == 1, (name, commands)
         argv = expand(commands[0])
         assert argv[:2] == ["stage", name]
-        args = parser().parse_args(argv)
+        args = parse(argv)
         assert (args.command, args.name, args.run_id) == ("stage", name, PARAMS["RUN_ID"])
 
 
@@ -60,11 +65,11 @@ def test_the_commands_use_the_projects_python_and_no_interpolated_parameters():
 @pytest.mark.parametrize("skip", ["true", "false"])
 def test_the_first_stage_starts_the_run_and_skips_tests_only_when_asked(skip):
     start, test = [c for c in shell_commands(stage_blocks()["test"]) if "$PIPELINE" in c]
-    args = parser().parse_args(expand(start))
+    args = parse(expand(start))
     assert (args.command, str(args.model_dir), args.version, args.run_id) == (
         "start", PARAMS["MODEL_DIR"], PARAMS["VERSION"], PARAMS["RUN_ID"]
     )  # fmt: skip
-    assert parser().parse_args(expand(test, skip)).skip is (skip == "true")
+    assert parse(expand(test, skip)).skip is (skip == "true")
     assert "test" in SKIPPABLE
 
 
@@ -72,12 +77,12 @@ def test_approval_is_an_input_step_then_the_approve_stage():
     body = stage_blocks()["approve"]
     assert "input message:" in body
     assert body.index("input message:") < body.index("stage approve")
-    assert parser().parse_args(expand(shell_commands(body)[0])).approve is True
+    assert parse(expand(shell_commands(body)[0])).approve is True
 
 
 def test_an_aborted_build_rolls_back_through_the_abort_command():
     post = GROOVY[GROOVY.rindex("post {") :]
     aborted = post[post.index("aborted {") : post.index("always {")]
     [command] = shell_commands(aborted)
-    args = parser().parse_args(expand(command))
+    args = parse(expand(command))
     assert (args.command, args.run_id) == ("abort", PARAMS["RUN_ID"])

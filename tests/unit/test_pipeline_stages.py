@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from twinserve.errors import ConfigError
 from twinserve.pipeline.stages import (
     STAGES,
     BakeJudge,
@@ -92,7 +93,7 @@ def test_next_stage_follows_the_order_and_ends():
     record["stages"] = [{"name": n} for n in STAGES]
     assert next_stage(record) is None
     assert next_stage({"run_id": "r", "stages": [], "outcome": "stopped"}) is None
-    with pytest.raises(ValueError, match="out of order"):
+    with pytest.raises(ConfigError, match="out of order"):
         next_stage({"run_id": "r", "stages": [{"name": "train"}]})
 
 

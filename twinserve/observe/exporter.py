@@ -7,7 +7,10 @@ and how many production input rows the workers published to the broker or droppe
 Natively also the supervision of the stack's processes: whether each runs and
 how often the supervisor restarted it.
 
-    python -m twinserve.observe.exporter     # listens on monitoring.exporter_port
+    twinserve serve exporter           # natively (make up): loopback, with the supervision metrics
+    twinserve container exporter       # in compose: all interfaces, no process supervision (Docker's job)
+
+Listens on monitoring.exporter_port.
 """
 
 import json
@@ -21,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from twinserve.errors import ConfigError, ServiceError
 from twinserve.runtime import broker_retention, processes
 from twinserve.runtime.torchserve import Management, publisher_stats_dir
-from twinserve.settings import Stack, load_stack
+from twinserve.settings import Stack
 from twinserve.store.state import read_production
 
 
@@ -131,19 +134,20 @@ class SupervisionCollector:
         )  # fmt: skip
 
 
-def serve(stack: Stack, registry: CollectorRegistry | None = None):
-    """The native exporter: the control plane's view and the supervision of its processes."""
+def serve(stack: Stack, host: str, supervision: bool = True, registry: CollectorRegistry | None = None):
+    """Serve /metrics on `host`: the control plane's view and, natively, the supervision of its processes.
+
+    Returns prometheus_client's (server, thread); `run` is the service.
+    """
     registry = registry or CollectorRegistry()
     registry.register(ControlPlaneCollector(stack))
-    registry.register(SupervisionCollector(stack))
-    return start_http_server(stack.monitoring.exporter_port, addr="127.0.0.1", registry=registry)
+    if supervision:
+        registry.register(SupervisionCollector(stack))
+    return start_http_server(stack.monitoring.exporter_port, addr=host, registry=registry)
 
 
-def main() -> int:
-    serve(load_stack())
+def run(stack: Stack, host: str, supervision: bool = True) -> None:
+    """The exporter's process: serve until killed."""
+    serve(stack, host, supervision)
     while True:
         time.sleep(3600)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

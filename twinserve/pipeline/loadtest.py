@@ -1,18 +1,20 @@
-"""Headless Locust run with a pass/fail gate (make loadtest; the pipeline's load gate).
+"""Headless Locust run with a pass/fail gate (`twinserve loadtest`; the pipeline's load gate).
 
 Runs simulator/locust/locustfile.py, keeps Locust's CSV and HTML reports,
 and judges the aggregate against thresholds: error ratio, p99 latency and
-minimum requests/s. Exits non-zero when a threshold is missed.
+minimum requests/s. A run that produced no report raises ServiceError, a
+missed threshold CheckFailed (twinserve/cli/loadtest.py): library code, it
+never exits the process.
 """
 
-import argparse
 import csv
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from twinserve.settings import load_stack, project_dir
+from twinserve.errors import ServiceError
+from twinserve.settings import project_dir
 
 LOCUSTFILE = Path("simulator", "locust", "locustfile.py")  # in the project directory
 
@@ -75,39 +77,6 @@ def run_locust(host: str, route: str, users: int, spawn_rate: int, seconds: int,
     result = subprocess.run(argv, capture_output=True, text=True)
     stats = Path(f"{prefix}_stats.csv")
     if not stats.is_file():
-        raise SystemExit(f"loadtest: error: locust wrote no report: {result.stderr.strip().splitlines()[-1:]}")
+        last = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
+        raise ServiceError(f"locust wrote no report: {last[0]}")
     return read_aggregate(stats)
-
-
-def main(argv: list[str] | None = None) -> int:
-    defaults = Thresholds()
-    parser = argparse.ArgumentParser(prog="python -m twinserve.pipeline.loadtest", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", help="default: the stack's Nginx URL")
-    parser.add_argument("--route", default="/predict", choices=["/predict", "/test/predict"])
-    parser.add_argument("--users", type=int, default=50)
-    parser.add_argument("--spawn-rate", type=int, default=25)
-    parser.add_argument("--seconds", type=int, default=30)
-    parser.add_argument("--out", type=Path, help="default: var/loadtest in the project directory")
-    parser.add_argument("--max-error-ratio", type=float, default=defaults.max_error_ratio)
-    parser.add_argument("--max-p99-ms", type=float, default=defaults.max_p99_ms)
-    parser.add_argument("--min-rps", type=float, default=defaults.min_rps)
-    args = parser.parse_args(argv)
-    host = args.host or load_stack().nginx.url
-    args.out = args.out or project_dir() / "var" / "loadtest"
-    agg = run_locust(host, args.route, args.users, args.spawn_rate, args.seconds, args.out)
-    limits = Thresholds(args.max_error_ratio, args.max_p99_ms, args.min_rps)
-    print(
-        f"locust {args.users} users {args.seconds}s on {host}{args.route}: {agg.requests} requests, "
-        f"{agg.failures} failures (ratio {agg.error_ratio:.4f}), p99 {agg.p99_ms:.0f} ms, {agg.rps:.1f} req/s"
-    )
-    print(f"reports: {args.out}/locust_stats.csv, {args.out}/locust.html")
-    missed = judge(agg, limits)
-    if missed:
-        print(f"loadtest: FAILED: {'; '.join(missed)}", file=sys.stderr)
-        return 1
-    print("loadtest: passed")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,6 +5,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from twinserve.errors import ConfigError
+
 # In order. Jenkins has one stage per name (a test checks jenkins/pipeline.groovy against it).
 STAGES = ("test", "train", "archive", "deploy", "smoke", "loadgate", "approve", "promote", "bake")
 SKIPPABLE = ("test", "train")  # the rest are the gates; skipping them would defeat the pipeline
@@ -118,7 +120,7 @@ class BakeJudge:
 
 
 def summary(record: dict) -> str:
-    """The table printed at the end of a run (and by `python -m twinserve.pipeline show`)."""
+    """The table printed at the end of a run (and by `twinserve pipeline show`)."""
     lines = [
         f"pipeline run {record['run_id']}: {record['model']} {record.get('version') or '?'} from {record['model_dir']}",
         f"{'stage':<9} {'status':<8} {'seconds':>7}  figure",
@@ -146,5 +148,5 @@ def next_stage(record: dict) -> str | None:
         return None
     done = [s["name"] for s in record["stages"]]
     if done != list(STAGES[: len(done)]):
-        raise ValueError(f"run {record['run_id']} ran its stages out of order: {done}")
+        raise ConfigError(f"run {record['run_id']} ran its stages out of order: {done}")
     return STAGES[len(done)] if len(done) < len(STAGES) else None

@@ -32,9 +32,13 @@ def node_exporter_collectors() -> list[str]:
     return [] if Path("/run/systemd/system").is_dir() else ["--no-collector.systemd"]
 
 
+def twinserve_argv(*args: str) -> list[str]:
+    """`twinserve <args>` with this Python: how `up` and the supervisor start the control plane's own services."""
+    return [sys.executable, "-m", "twinserve", *args]
+
+
 def services(stack: Stack) -> list[Service]:
     m, host, var = stack.monitoring, "127.0.0.1", stack.var_dir
-    python = [sys.executable, "-m"]
     control_plane_env = {"TWINSERVE_STACK": str(stack.path)}
     return [
         Service(
@@ -75,11 +79,11 @@ def services(stack: Stack) -> list[Service]:
             f"http://{host}:{m.nginx_exporter_port}/metrics",
             ports=(m.nginx_exporter_port,),
         ),
-        Service("exporter", [*python, "twinserve.observe.exporter"], f"http://{host}:{m.exporter_port}/metrics",
+        Service("exporter", twinserve_argv("serve", "exporter"), f"http://{host}:{m.exporter_port}/metrics",
                 control_plane_env, (m.exporter_port,)),
-        Service("alert-receiver", [*python, "twinserve.observe.alert_receiver"],
+        Service("alert-receiver", twinserve_argv("serve", "alert-receiver"),
                 f"http://{host}:{m.alert_receiver_port}/healthz", control_plane_env, (m.alert_receiver_port,)),
-        Service("drift-consumer", [*python, "twinserve.drift"],
+        Service("drift-consumer", twinserve_argv("serve", "drift-consumer"),
                 f"http://{host}:{stack.drift.consumer_metrics_port}/metrics", control_plane_env,
                 (stack.drift.consumer_metrics_port,)),
     ]  # fmt: skip

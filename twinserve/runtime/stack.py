@@ -176,13 +176,10 @@ def _start_side_services(stack: Stack, side: list[Part], started: list[str]) -> 
 
 
 def start_supervisor(stack: Stack) -> int:
-    import sys
-
+    """`twinserve serve supervisor` in the background, as `up` starts the control plane's other services."""
     log = stack.var_dir / "logs" / f"{SUPERVISOR}.log"
     env = {"TWINSERVE_STACK": str(stack.path)}
-    return processes.start(
-        stack, SUPERVISOR, [sys.executable, "-m", "twinserve.runtime.supervisor"], stack.var_dir, env, log
-    )
+    return processes.start(stack, SUPERVISOR, monitoring.twinserve_argv("serve", SUPERVISOR), stack.var_dir, env, log)
 
 
 def down(stack: Stack) -> list[str]:

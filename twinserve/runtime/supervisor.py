@@ -1,6 +1,6 @@
 """The native stack's supervisor: restarts a process of the stack that died, rotates logs.
 
-    python -m twinserve.runtime.supervisor     # started by `make up`, stopped first by `make down`
+    twinserve serve supervisor     # started by `twinserve up`, stopped first by `twinserve down`
 
 Systemd is not the init system on these machines, so the stack supervises
 itself. Every `check_seconds` it looks at each part (stack.parts): a pid file
@@ -20,7 +20,6 @@ again, and `make status` shows it.
 
 import contextlib
 import os
-import sys
 import time
 from datetime import UTC, datetime
 
@@ -30,7 +29,7 @@ from twinserve.errors import TwinserveError
 from twinserve.runtime import logrotate, nginx, processes, torchserve
 from twinserve.runtime.broker_retention import BROKER, BrokerRetention
 from twinserve.runtime.stack import SUPERVISOR, parts
-from twinserve.settings import Stack, load_stack
+from twinserve.settings import Stack
 
 
 class Backoff:
@@ -144,16 +143,3 @@ def _reap_children() -> None:
     with contextlib.suppress(ChildProcessError):
         while os.waitpid(-1, os.WNOHANG)[0]:
             pass
-
-
-def main() -> int:
-    try:
-        Supervisor(load_stack()).run()
-    except TwinserveError as exc:
-        print(f"twinserve supervisor: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,7 +13,7 @@ def archive_for(stack: Stack, model: str, version: str) -> tuple[Path, dict]:
     """The archive of model:version in the model store, with its metadata."""
     path = archive_path(stack.model_store, model, version)
     if not path.is_file():
-        raise ConfigError(f"{path} not found; build it: python -m archiver build <model dir> --version {version}")
+        raise ConfigError(f"{path} not found; build it: twinserve archive <model dir> --version {version}")
     try:
         return path, read_metadata(path)
     except ArchiveError as exc:

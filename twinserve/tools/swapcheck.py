@@ -2,17 +2,23 @@
 
 Keeps wrk's keep-alive load on /predict while it swaps production back and
 forth and deploys a new version to staging, then reports wrk's figures. The
-integration tests run a short version on every CI run; `make swapcheck`
-prints the full one (20 swaps).
+integration tests run a short version on every CI run; `twinserve swapcheck`
+(make swapcheck) prints the full one (20 swaps).
+
+Each deploy and each swap takes the stack's lock (store.state.exclusive), as
+`twinserve deploy` and `twinserve swap` do: a pipeline or an operator changing
+the stack meanwhile is refused, or refuses the check, instead of racing it.
+The lock is taken per change, not for the whole run, so the load keeps going
+between changes exactly as between two operators' commands.
 """
 
-import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from twinserve.release import deploy, promote
-from twinserve.settings import Stack, load_stack
+from twinserve.settings import Stack
+from twinserve.store.state import exclusive
 from twinserve.tools.wrk import WrkReport, WrkRun
 
 
@@ -33,29 +39,11 @@ def swaps_under_load(
         time.sleep(pause_s)
         for i in range(swaps):
             if deploy_source is not None and i == swaps // 2:
-                deployed = deploy.deploy(stack, deploy_source)
-            promote.swap(stack)
+                with exclusive(stack, "twinserve swapcheck (deploy)"):
+                    deployed = deploy.deploy(stack, deploy_source)
+            with exclusive(stack, f"twinserve swapcheck (swap {i + 1} of {swaps})"):
+                promote.swap(stack)
             time.sleep(pause_s)
     finally:
         report = load.stop()
     return SwapCheck(swaps, deployed, report)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--swaps", type=int, default=20)
-    parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--deploy", type=Path, help="a model dir or archive to deploy to staging half-way")
-    args = parser.parse_args(argv)
-    stack = load_stack()
-    result = swaps_under_load(stack, args.swaps, args.deploy, args.connections)
-    r = result.report
-    print(f"swaps: {result.swaps}   deploy: {result.deployed or 'none'}")
-    print(f"wrk -t2 -c{args.connections} keep-alive on /predict: {r.requests} requests in {r.seconds:.1f}s")
-    print(f"socket errors: {r.socket_errors}   non-2xx: {r.non_2xx}   p50 {r.p50_ms:.1f} ms   p99 {r.p99_ms:.1f} ms")
-    print(promote.which(stack))
-    return 0 if r.socket_errors == 0 and r.non_2xx == 0 else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""make bench: twinserve against the peers a user would pick instead; make bench-drift: drift's costs."""
+"""Benchmarks, `twinserve bench serving|drift|drift-broker`: twinserve against the peers a user would
+pick instead, and what drift costs."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""make bench-drift: what drift detection costs a prediction, and how fast the consumer keeps up.
+"""`twinserve bench drift`: what drift detection costs a prediction, and how fast the consumer keeps up.
 
 1. Publishing cost, A/B on one TorchServe colour: the same wrk load straight to
    the production colour's inference port, with and without the header Nginx
@@ -17,7 +17,6 @@ The wrk payload is constant ({"data": [0.2, 0.6]}), so the live drift
 consumer sees this traffic as drift on both features: it is.
 """
 
-import argparse
 import statistics
 import threading
 import time
@@ -160,17 +159,10 @@ def consumer_throughput(stack: Stack, model: str, version: str, reference: dict,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m twinserve.tools.bench.drift", description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=int, nargs="+", default=[10, 100])
-    parser.add_argument("--pairs", type=int, default=3, help="interleaved A/B pairs per row")
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--messages", type=int, default=20000)
-    parser.add_argument("--out", type=Path, help="default: var/bench in the project directory")
-    args = parser.parse_args(argv)
+def report(args) -> int:
+    """What `twinserve bench` runs, with its parsed arguments (twinserve/cli/bench.py)."""
 
-    stack = load_stack()
-    args.out = args.out or stack.project / "var" / "bench"
+    stack = load_stack(args.stack)
     production = read_production(stack)
     staging = stack.other(production)
     model = next(iter(stack.models))
@@ -214,7 +206,3 @@ def main(argv: list[str] | None = None) -> int:
         f"took {time.monotonic() - started:.0f}s",
     ], args.out / "drift.md")  # fmt: skip
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""make bench-drift-broker: the broker's memory per million input rows, and the consumer's
+"""`twinserve bench drift-broker`: the broker's memory per million input rows, and the consumer's
 throughput, on a broker of its own (no stack needed; a free loopback port).
 
 For each run a fresh Tansu (the stack's binary, in-memory storage) is started and one
@@ -11,7 +11,6 @@ every record: no retention); rows produced against rows counted; the consumer's 
 from its first row to its last (through the broker, one core).
 """
 
-import argparse
 import socket
 import subprocess
 import threading
@@ -24,7 +23,6 @@ from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
 from twinserve.drift.topic import ensure_topic
 from twinserve.runtime.monitoring import broker_bin
 from twinserve.runtime.processes import wait_ready
-from twinserve.settings import project_dir
 from twinserve.tools.bench import cores, write_report
 from twinserve.tools.bench.drift import watch_counter
 
@@ -95,15 +93,8 @@ def run(rows: int, rows_per_message: int, compression: str | None) -> dict:
         broker.wait(10)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m twinserve.tools.bench.drift_broker", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rows-per-message", type=int, nargs="+", default=[500, 48])
-    parser.add_argument("--out", type=Path, help="default: var/bench in the project directory")
-    args = parser.parse_args(argv)
-    args.out = args.out or project_dir() / "var" / "bench"
+def report(args) -> int:
+    """What `twinserve bench` runs, with its parsed arguments (twinserve/cli/bench.py)."""
     lines = [
         f"twinserve drift broker bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Tansu in memory, {cores()} cores",
         f"{args.rows:,} rows of 2 features per run (the simulator's rows, ~41 bytes of JSON each)",
@@ -124,7 +115,3 @@ def main(argv: list[str] | None = None) -> int:
             )
     write_report(lines, args.out / "drift-broker.md")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""make bench: twinserve's /predict against the peers, side by side.
+"""`twinserve bench serving`: twinserve's /predict against the peers, side by side.
 
 Same machine, same load generator (wrk -t2, keep-alive, POST {"data": [0.2, 0.6]}),
 same model weights (the archive production serves). Every setup is started
@@ -17,7 +17,6 @@ and a tuned one on twinserve's own codec, shown so that nobody mistakes the
 first for the best FastAPI can do.
 """
 
-import argparse
 import contextlib
 import re
 import statistics
@@ -142,18 +141,10 @@ def apache_bench(url: str, requests_n: int = 10000, concurrency: int = 200) -> t
     return line, int(failed.group(1))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m twinserve.tools.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=int, nargs="+", default=[100, 200])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=15)
-    parser.add_argument("--only", choices=["twinserve", "default", "fastapi", "fastapi-tuned"], nargs="+")
-    parser.add_argument("--out", type=Path, help="default: var/bench in the project directory")
-    args = parser.parse_args(argv)
+def report(args) -> int:
+    """What `twinserve bench` runs, with its parsed arguments (twinserve/cli/bench.py)."""
 
-    stack = load_stack()
-    args.out = args.out or stack.project / "var" / "bench"
+    stack = load_stack(args.stack)
     production = read_production(stack)
     model = next(iter(stack.models))
     version = read_deployments(stack)[production][model]
@@ -194,7 +185,3 @@ def main(argv: list[str] | None = None) -> int:
         f"took {time.monotonic() - started:.0f}s",
     ], args.out / "latest.md")  # fmt: skip
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,11 +1,12 @@
-"""twinserve/pipeline/__main__.py: stages run only in order, and bad arguments are one line and exit 2."""
+"""twinserve/pipeline/runs.py (`twinserve pipeline`): stages run only in order; bad arguments are one line, exit 2."""
 
 import pytest
 
 from tests.unit.stacks import tmp_stack
+from twinserve.cli import main
 from twinserve.errors import ConfigError
 from twinserve.pipeline import record as records
-from twinserve.pipeline.__main__ import main, run_stage
+from twinserve.pipeline.runs import run_stage
 from twinserve.pipeline.steps import Context
 
 
@@ -26,9 +27,12 @@ def test_stages_run_only_in_order_and_skipping_is_for_test_and_train_only(stack,
 
 
 def test_bad_arguments_give_one_line_and_exit_2(stack, tmp_path, capsys):
-    assert main(["--stack", str(stack.path), "run", "--model-dir", str(tmp_path / "nope")]) == 2
-    assert main(["--stack", str(stack.path), "start", "--model-dir", "models/regressor", "--version", "1.x"]) == 2
-    assert main(["--stack", str(stack.path), "stage", "smoke", "--run-id", "missing"]) == 2
+    assert main(["--stack", str(stack.path), "pipeline", "run", "--model-dir", str(tmp_path / "nope")]) == 2
+    assert (
+        main(["--stack", str(stack.path), "pipeline", "start", "--model-dir", "models/regressor", "--version", "1.x"])
+        == 2
+    )
+    assert main(["--stack", str(stack.path), "pipeline", "stage", "smoke", "--run-id", "missing"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("pipeline: error: ") for line in err)
+    assert len(err) == 3 and all(line.startswith("twinserve pipeline: error: ") for line in err)
     assert "not a model directory" in err[0] and "version '1.x'" in err[1] and "no pipeline run missing" in err[2]

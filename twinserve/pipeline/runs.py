@@ -1,16 +1,10 @@
-"""python -m twinserve.pipeline: run the delivery pipeline, whole or one stage at a time.
+"""A pipeline run, stage by stage: its record, its locks, its rollback (`twinserve pipeline`).
 
-    run   --model-dir models/regressor [--version 1.1] [--approve] [--seed N] [--skip test train]
-    start --model-dir ... [--version V] [--run-id ID]      a new run record; prints its id (Jenkins)
-    stage <name> --run-id ID [--approve] [--seed N] [--skip]  the run's next stage (Jenkins)
-    abort --run-id ID                                       end a run; roll back if it had promoted (Jenkins)
-    show  [--run-id ID]                                     a run's summary, or the recent runs
-
-Exit codes: 0 passed (run: promoted), 1 a stage failed (and, after promotion,
-production was rolled back), 2 bad arguments, 3 the rollback itself failed.
+A stage that fails, whatever it raised, is recorded as failed; if production had
+been switched by this run, it is switched back. The stages that change the
+stack (deploy, smoke, promote) take the stack's lock, as deploy and swap do.
 """
 
-import argparse
 import signal
 import sys
 import time
@@ -18,13 +12,13 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from archiver.build import VERSION_RE
-from twinserve.errors import EXIT_USAGE, ConfigError, TwinserveError
+from twinserve.errors import EXIT_FAILED, ConfigError, TwinserveError
 from twinserve.pipeline import record as records
 from twinserve.pipeline import stages
 from twinserve.pipeline.steps import STEPS, Context
 from twinserve.release.promote import switch_to
 from twinserve.runtime import nginx
-from twinserve.settings import Stack, load_stack
+from twinserve.settings import Stack
 from twinserve.store.archives import next_version
 from twinserve.store.state import exclusive, read_production
 
@@ -81,7 +75,7 @@ def run_stage(ctx: Context, name: str, skip: bool = False) -> bool:
             figure, status = str(exc), stages.FAILED
         except KeyboardInterrupt:
             figure, status = "interrupted", stages.FAILED
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a bug or a tool's exit is a failed stage too
+        except Exception as exc:  # noqa: BLE001 - a bug is a failed stage too: recorded, rolled back
             figure, status = f"{type(exc).__name__}: {exc}", stages.FAILED
     seconds = time.monotonic() - began
     ctx.record["stages"].append({"name": name, "status": status, "seconds": round(seconds, 1), "figure": figure})
@@ -117,82 +111,13 @@ def abort(ctx: Context) -> None:
     records.save(ctx.stack, ctx.record)
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM (Jenkins' abort) ends the stage like Ctrl-C: recorded, rolled back
+def interrupt(signum, frame):
+    """SIGTERM's handler while a run goes on (Jenkins' abort): ends the stage like Ctrl-C, recorded, rolled back."""
+    raise KeyboardInterrupt
 
 
-def _exit_code(record: dict) -> int:
+def exit_code(record: dict) -> int:
+    """0 passed, 1 a stage failed (production rolled back if it had been switched), 3 the rollback failed."""
     if record.get("rolled_back") is False:
         return EXIT_ROLLBACK_FAILED
-    return 1 if any(s["status"] == stages.FAILED for s in record["stages"]) else 0
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m twinserve.pipeline", description=__doc__.splitlines()[0])
-    p.add_argument("--stack", type=Path, help="stack description (default: $TWINSERVE_STACK or config/stack.yaml)")
-    sub = p.add_subparsers(dest="command", required=True)
-    for command in ("run", "start"):
-        sp = sub.add_parser(command)
-        sp.add_argument("--model-dir", type=Path, required=True, help="e.g. models/regressor")
-        sp.add_argument("--version", help="the version to build (default: the next minor version)")
-        sp.add_argument("--run-id", help="default: time, model and version")
-    run = sub.choices["run"]
-    stage = sub.add_parser("stage")
-    stage.add_argument("name", choices=stages.STAGES)
-    stage.add_argument("--run-id", required=True)
-    skippable = "/".join(stages.SKIPPABLE)
-    stage.add_argument("--skip", action="store_true", help=f"record the stage as skipped ({skippable} only)")
-    for sp in (run, stage):
-        sp.add_argument("--approve", action="store_true", help="approve promotion without the prompt")
-        sp.add_argument("--seed", type=int, help="training seed (default: the training script's)")
-    run.add_argument("--skip", nargs="+", default=[], choices=stages.SKIPPABLE, metavar="STAGE")
-    sub.add_parser("abort").add_argument("--run-id", required=True)
-    show = sub.add_parser("show")
-    show.add_argument("--run-id")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        stack = load_stack(args.stack)
-        if args.command == "show":
-            if args.run_id:
-                print(stages.summary(records.load(stack, args.run_id)))
-            else:
-                for r in records.history(stack)[-20:]:
-                    print(f"{r['started']}  {r['run_id']:<40} {r.get('outcome', 'running')}")
-            return 0
-        if args.command == "abort":
-            ctx = Context(stack, records.load(stack, args.run_id))
-            abort(ctx)
-            print(f"outcome: {ctx.record.get('outcome')}")
-            return _exit_code(ctx.record)
-        if args.command == "start":
-            print(start(stack, args.model_dir, args.version, args.run_id)["run_id"])
-            return 0
-        if args.command == "stage":
-            ctx = Context(stack, records.load(stack, args.run_id), args.approve, args.seed, sys.stdin.isatty())
-            run_stage(ctx, args.name, args.skip)
-            if ctx.record.get("outcome"):
-                print(f"outcome: {ctx.record['outcome']}")
-            return _exit_code(ctx.record)
-        record = start(stack, args.model_dir, args.version, args.run_id)
-        ctx = Context(stack, record, args.approve, args.seed, sys.stdin.isatty())
-        print(f"pipeline run {record['run_id']}: {record['model']} {record['version']}", flush=True)
-        for name in stages.STAGES:
-            if not run_stage(ctx, name, skip=name in args.skip):
-                break
-        print(stages.summary(ctx.record))
-        return _exit_code(ctx.record)
-    except (ConfigError, ValueError) as exc:
-        print(f"pipeline: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except TwinserveError as exc:
-        print(f"pipeline: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return EXIT_FAILED if any(s["status"] == stages.FAILED for s in record["stages"]) else 0

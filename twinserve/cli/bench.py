@@ -1,0 +1,43 @@
+"""Benchmark: serving (twinserve against default TorchServe and FastAPI), drift (its cost), drift-broker.
+
+    serving        wrk at 100/200 connections, ab, the targets (needs `twinserve up`)
+    drift          the cost of publishing inputs on /predict, the consumer's throughput (needs `twinserve up`)
+    drift-broker   the broker's memory per million input rows (a broker of its own; no stack needed)
+
+Each prints its report and keeps it in var/bench/ (docs/benchmarks.md quotes them).
+"""
+
+from pathlib import Path
+
+
+def arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="bench", required=True, metavar="<benchmark>")
+    serving = sub.add_parser("serving", help="twinserve vs default TorchServe vs two FastAPIs")
+    serving.add_argument("--connections", type=int, nargs="+", default=[100, 200])
+    serving.add_argument("--runs", type=int, default=5)
+    serving.add_argument("--seconds", type=int, default=8)
+    serving.add_argument("--warmup", type=int, default=15)
+    serving.add_argument("--only", choices=["twinserve", "default", "fastapi", "fastapi-tuned"], nargs="+")
+    drift = sub.add_parser("drift", help="the cost of publishing inputs, the consumer's throughput")
+    drift.add_argument("--connections", type=int, nargs="+", default=[10, 100])
+    drift.add_argument("--pairs", type=int, default=3, help="interleaved A/B pairs per row")
+    drift.add_argument("--seconds", type=int, default=8)
+    drift.add_argument("--messages", type=int, default=20000)
+    broker = sub.add_parser("drift-broker", help="the broker's memory per million rows, on a broker of its own")
+    broker.add_argument("--rows", type=int, default=1_000_000)
+    broker.add_argument("--rows-per-message", type=int, nargs="+", default=[500, 48])
+    for sp in (serving, drift, broker):
+        sp.add_argument("--out", type=Path, help="where the report is kept (default: var/bench in the project)")
+
+
+def run(args) -> int:
+    from twinserve.settings import project_dir
+
+    args.out = args.out or project_dir() / "var" / "bench"
+    if args.bench == "serving":
+        from twinserve.tools.bench import serving as bench
+    elif args.bench == "drift":
+        from twinserve.tools.bench import drift as bench
+    else:
+        from twinserve.tools.bench import drift_broker as bench
+    return bench.report(args)

@@ -1,0 +1,18 @@
+"""Promote staging to production: Nginx's switch flips with no failed request.
+
+Takes the stack's lock: one change at a time, with deploy, rollback and the pipeline.
+"""
+
+
+def arguments(parser) -> None:
+    pass
+
+
+def run(args) -> None:
+    from twinserve.release import promote
+    from twinserve.settings import load_stack
+    from twinserve.store.state import exclusive
+
+    stack = load_stack(args.stack)
+    with exclusive(stack, "twinserve swap"):
+        print(promote.swap(stack))

@@ -56,7 +56,7 @@ drift-demo: install  ## simulator: 1,000 inputs, x1 shifted by 1 std after 400 (
 	$(PY) -m twinserve drift-demo --messages 1000 --feature x1 --shift 1 --drift-after 400
 
 drift-eval: install  ## drift detectors on streams with known changes: false alarms, delays (table, docs/drift-eval.png)
-	nice -n 10 $(PY) -m twinserve.tools.drift_eval
+	nice -n 10 $(PY) -m twinserve drift-eval
 
 .PHONY: render-compose compose-config images test-compose
 

@@ -24,7 +24,6 @@ on (MISSED if it is not within `after` rows). Delays are the median over
 Evidently's data-drift preset is not run here yet (docs/drift.md says so).
 """
 
-import argparse
 import json
 import re
 import statistics
@@ -38,23 +37,21 @@ from archiver.reference import column_reference
 from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
 from twinserve.drift.detect import TESTS, Verdict
 from twinserve.drift.messages import encode
+from twinserve.errors import UsageError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-REGRESSOR = REPO_ROOT / "models" / "regressor"
 ROWS_PER_MESSAGE = 48  # a TorchServe batch's worth, as the publisher merges them
 DETECTORS = ("verdict", *TESTS, "old zscore")
 SCENARIOS = ("none", "mean +0.25 std", "mean +0.5 std", "mean +1 std", "std x1.5", "std x2", "bimodal")
 FALSE_ALARM_TARGET, DELAY_TARGET = 1.0, 2000
-DOC = REPO_ROOT / "docs" / "drift.md"
 BEGIN, END = "<!-- drift-eval table: begin -->", "<!-- drift-eval table: end -->"
 
 
-def load_train():
+def load_train(model_dir: Path):
     import importlib.util
 
     saved = list(sys.path)
     try:
-        spec = importlib.util.spec_from_file_location("regressor_train", REGRESSOR / "train.py")
+        spec = importlib.util.spec_from_file_location("regressor_train", model_dir / "train.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
@@ -65,10 +62,10 @@ def load_train():
 class Regressor:
     """The trained demo regressor, its reference, and streams drawn like its training data."""
 
-    def __init__(self, seed: int = 42, epochs: int = 30, samples: int = 8192):
+    def __init__(self, model_dir: Path, seed: int = 42, epochs: int = 30, samples: int = 8192):
         import torch
 
-        self.train = load_train()
+        self.train = load_train(model_dir)
         self.torch = torch
         model, x, _ = self.train.train(seed, epochs, samples)
         self.model = model.double()
@@ -208,7 +205,7 @@ def plot(result: dict, after: int, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write_doc(text: str, doc: Path = DOC) -> None:
+def write_doc(text: str, doc: Path) -> None:
     body = doc.read_text()
     block = f"{BEGIN}\n{text}\n{END}"
     if BEGIN in body:
@@ -218,20 +215,14 @@ def write_doc(text: str, doc: Path = DOC) -> None:
     doc.write_text(body)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--null-rows", type=int, default=1_000_000, help="rows of the undrifted stream")
-    parser.add_argument("--warmup", type=int, default=3000, help="undrifted rows before each change")
-    parser.add_argument("--after", type=int, default=5000, help="rows after the change")
-    parser.add_argument("--repeats", type=int, default=5, help="seeded streams per change")
-    parser.add_argument("--plot", type=Path, default=REPO_ROOT / "docs" / "drift-eval.png")
-    parser.add_argument("--no-doc", action="store_true", help="print only; docs/drift.md untouched")
-    parser.add_argument("--json", type=Path, help="also write the raw result here")
-    args = parser.parse_args(argv)
+def report(args) -> int:
+    """Run the evaluation (`twinserve drift-eval`): print the table, write the plot and docs/drift.md's table."""
     if min(args.null_rows, args.warmup, args.after, args.repeats) < 1:
-        print("drift-eval: error: --null-rows, --warmup, --after and --repeats must be positive", file=sys.stderr)
-        return 2
-    reg = Regressor()
+        raise UsageError("--null-rows, --warmup, --after and --repeats must be positive")
+    from twinserve.settings import project_dir
+
+    root = project_dir()
+    reg = Regressor(root / "models" / "regressor")
     result = evaluate(reg, args.null_rows, args.warmup, args.after, args.repeats)
     text = table(result, args.after)
     note = (
@@ -245,9 +236,5 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     if not args.no_doc:
-        write_doc(f"{text}\n\n{note}")
+        write_doc(f"{text}\n\n{note}", root / "docs" / "drift.md")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

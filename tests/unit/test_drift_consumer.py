@@ -176,6 +176,7 @@ def test_the_verdict_is_exported_per_model_version_and_turns_on_for_a_doubled_sp
         assert consumer.process(encode("regressor", "2.0", ["x1", "x2"], rng.random((50, 2)).tolist()))
     assert sample(registry, "twinserve_drift_detected", **version) == 0
     assert sample(registry, "twinserve_drift_verdicts_total", **version) >= 1
+    assert sample(registry, "twinserve_drift_verdict_timestamp_seconds", **version) > 1.7e9  # wall time
     x1 = {**version, "feature": "x1"}
     assert sample(registry, "twinserve_drift_feature_drifting", **x1, test="verdict") == 0
     assert sample(registry, "twinserve_drift_feature_statistic", **x1, test="ks_pvalue") > 0.001

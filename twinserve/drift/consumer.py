@@ -146,6 +146,7 @@ class DriftMetrics:
         self.detected = gauge("detected", "1 if the version's inputs or outputs drifted (the verdict).", version)
         self.verdict_rows = gauge("verdict_window_rows", "Rows in the window of the last verdict.", version)
         self.verdicts = Counter("twinserve_drift_verdicts", "Verdicts made.", version, registry=registry)
+        self.verdict_time = gauge("verdict_timestamp_seconds", "Unix time of the last verdict.", version)
         self.lag = Gauge("twinserve_drift_consumer_lag", "Messages on the topic not yet processed.", registry=registry)
         self.broker_up = Gauge("twinserve_drift_broker_up", "1 while the broker answers.", registry=registry)
 
@@ -256,6 +257,7 @@ class DriftConsumer:
         m.detected.labels(model, version).set(int(verdict.detected))
         m.verdict_rows.labels(model, version).set(verdict.rows)
         m.verdicts.labels(model, version).inc()
+        m.verdict_time.labels(model, version).set(time.time())  # wall time, for Prometheus' time()
         return verdict
 
     def _tracked(self, model: str, version: str, features: list[str]) -> list["Tracked | None"] | None:

@@ -37,7 +37,7 @@ format: install
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
 
-bench: install  ## twinserve vs default TorchServe vs two FastAPIs, wrk at 100/200 connections, ab, targets (needs make up)
+bench: install  ## every model vs default TorchServe and its FastAPI peers at 1-200 connections, tables and plots (needs make up)
 	$(PY) -m twinserve bench serving
 
 bench-drift: install  ## cost of publishing inputs on /predict, drift consumer throughput (needs make up)
@@ -46,11 +46,11 @@ bench-drift: install  ## cost of publishing inputs on /predict, drift consumer t
 bench-drift-broker: install  ## the broker's memory per million input rows, consumer rows/s through it (a broker of its own)
 	$(PY) -m twinserve bench drift-broker
 
-loadtest: install  ## headless Locust on /predict with a pass/fail gate; ROUTE=/test/predict for staging
-	$(PY) -m twinserve loadtest --route $(or $(ROUTE),/predict)
+loadtest: install  ## headless Locust on a model's route with its samples, a pass/fail gate (MODEL=name, STAGING=1)
+	$(PY) -m twinserve loadtest $(if $(MODEL),--model "$(MODEL)") $(if $(STAGING),--staging)
 
-swapcheck: install  ## 20 swaps and a deploy under wrk -c50 load; prints the failures
-	$(PY) -m twinserve swapcheck --swaps 20 --deploy models/regressor
+swapcheck: install  ## 20 swaps of MODEL (default: the default model) and a deploy under wrk -c50 load on every model; prints the failures
+	$(PY) -m twinserve swapcheck --swaps 20 --deploy $(if $(MODEL),--model "$(MODEL)")
 
 drift-demo: install  ## simulator: 1,000 inputs, x1 shifted by 1 std after 400 (needs make up); see the Drift dashboard
 	$(PY) -m twinserve drift-demo --messages 1000 --feature x1 --shift 1 --drift-after 400

@@ -2,7 +2,8 @@
 
 A model directory is what the ML engineer delivers:
     model.py, model-config.yaml, and artifacts/ written by its train.py
-    (weights.pt, reference_stats.json, golden_set.json).
+    (weights.pt, reference_stats.json, golden_set.json; optionally metrics.json,
+    and files/ for what the handler reads beside the weights, e.g. a tokenizer).
 
 Beside each archive goes <name>-<version>.json: its sha256 and how it was built
 (git commit, time, reference statistics, golden set, handler and
@@ -24,13 +25,15 @@ from pathlib import Path
 
 import yaml
 
-from archiver.reference import ReferenceError, reference_stats
+from archiver import golden, modelconfig
+from archiver.modelconfig import ModelConfigError
+from archiver.reference import ReferenceError, reference_columns, reference_stats
 
 # What every archive carries besides its kind's handler: the base and what it imports (in handlers/).
 HANDLER_BASE = ("twinserve_handler.py", "request_errors.py", "ts_fastpath.py", "input_publisher.py")
-DEFAULT_KIND = "tabular"  # a model-config.yaml without twinserve.handler
 ARTIFACTS = ("weights.pt", "reference_stats.json", "golden_set.json")
 OPTIONAL_ARTIFACTS = ("metrics.json",)  # e.g. held-out accuracy, copied into the metadata
+MODEL_FILES = "files"  # artifacts/files/*: what the handler reads beside the weights (a tokenizer), packed as is
 VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+){0,2}")  # used with fullmatch: no trailing newline
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -159,9 +162,32 @@ def _check_inputs(model_dir: Path, version: str) -> tuple[str, dict]:
         config = yaml.safe_load((model_dir / "model-config.yaml").read_text()) or {}
     except yaml.YAMLError as exc:
         raise ArchiveError(f"{model_dir / 'model-config.yaml'} is not valid YAML: {exc}") from None
-    if not isinstance(config, dict) or not isinstance(config.get("twinserve", {}), dict):
-        raise ArchiveError(f"{model_dir / 'model-config.yaml'} must be a mapping, and its twinserve: section too")
+    if not isinstance(config, dict):
+        raise ArchiveError(f"{model_dir / 'model-config.yaml'} must be a mapping")
     return name, config
+
+
+def check_settings(model_dir: Path, config: dict) -> modelconfig.ModelSettings:
+    """The twinserve: section, checked against the handlers, reference statistics and golden set."""
+    where = model_dir / "model-config.yaml"
+    artifacts = model_dir / "artifacts"
+    try:
+        settings = modelconfig.parse(config.get("twinserve"), model_dir)
+        reference = json.loads((artifacts / "reference_stats.json").read_text())
+        known = {*reference, *reference_columns(artifacts)}  # reference_data.npz's columns are sketched too
+        unknown = [f for f in settings.drift_features if f not in known]
+        if unknown:
+            raise ModelConfigError(
+                f"twinserve.drift_features names {unknown[0]!r}, which neither reference_stats.json nor "
+                f"reference_data.npz has (they have {sorted(known)})"
+            )
+        golden.check(json.loads((artifacts / "golden_set.json").read_text()), settings.golden)
+    except ModelConfigError as exc:
+        raise ArchiveError(f"{where}: {exc}") from None
+    except ValueError as exc:
+        raise ArchiveError(f"{artifacts}: not valid JSON ({exc})") from None
+    handler_files(settings.handler)
+    return settings
 
 
 def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
@@ -188,16 +214,17 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
         raise ArchiveExists(f"{target} already exists; archives are immutable, pick a new version")
 
     artifacts = model_dir / "artifacts"
-    settings = config.get("twinserve", {})
-    handler, modules = handler_files(settings.get("handler", DEFAULT_KIND))
+    settings = check_settings(model_dir, config)
+    handler, modules = handler_files(settings.handler)
     extras = [artifacts / "reference_stats.json", artifacts / "golden_set.json"]
     extras += [artifacts / a for a in OPTIONAL_ARTIFACTS if (artifacts / a).is_file()]
     try:
         reference = reference_stats(
-            artifacts, json.loads((artifacts / "reference_stats.json").read_text()), settings.get("drift_features")
+            artifacts, json.loads((artifacts / "reference_stats.json").read_text()), settings.drift_features
         )
     except ReferenceError as exc:
         raise ArchiveError(str(exc)) from None
+    extras += sorted(p for p in (artifacts / MODEL_FILES).glob("*") if p.is_file())
     with tempfile.TemporaryDirectory(dir=store) as tmp:
         generate_model_archive(
             ModelArchiverConfig(
@@ -224,7 +251,7 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
             "golden_set": json.loads((artifacts / "golden_set.json").read_text()),
             "metrics": _read_json(artifacts / "metrics.json"),
             "handler": config.get("handler", {}),
-            "twinserve": settings,
+            "twinserve": settings.to_metadata(),
             "torchserve": {k: v for k, v in config.items() if k not in ("handler", "twinserve")},
         }
         meta_tmp = Path(tmp) / "metadata.json"

@@ -48,6 +48,15 @@ def column_reference(values: np.ndarray) -> dict:
     }
 
 
+def reference_columns(artifacts: Path) -> list[str]:
+    """The column names of reference_data.npz (none without the file)."""
+    path = Path(artifacts) / DATA_FILE
+    if not path.is_file():
+        return []
+    with np.load(path) as data:
+        return list(data.files)
+
+
 def reference_stats(artifacts: Path, stats: dict, watched: list[str] | None) -> dict:
     """reference_stats.json's entries, with the sketched columns of reference_data.npz merged in."""
     path = Path(artifacts) / DATA_FILE

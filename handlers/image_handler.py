@@ -12,23 +12,22 @@ import math
 import torch
 from image_codec import DEFAULT_MAX_PIXELS, SUMMARY_FEATURES, Grid, format_prediction, parse_request, summary_features
 from request_errors import ModelFault
-from twinserve_handler import TwinserveHandler, body_of
+from twinserve_handler import TwinserveHandler
 
 
 class ImageHandler(TwinserveHandler):
     def configure(self, cfg):
-        """Args: cfg: size (grid side), scale (full ink), max_pixels (per image), max_bytes (per body)."""
+        """Args: cfg: size (grid side), scale (full ink), max_pixels (per image). The body's limit is
+        twinserve.max_body, checked by the base."""
         self.size = int(cfg.get("size", 8))
         self.scale = float(cfg.get("scale", 16.0))
         self.max_pixels = int(cfg.get("max_pixels", DEFAULT_MAX_PIXELS))
-        self.max_bytes = int(cfg.get("max_bytes", 1 << 20))
         self.drift_features = list(SUMMARY_FEATURES)
 
     def prepare(self, model):
         self.model = model.double().eval()
 
     def decode(self, request) -> Grid:
-        body_of(request, self.max_bytes)
         return parse_request(request, self.size, self.scale, self.max_pixels)
 
     def predict(self, items: list[Grid]) -> list[list[float]]:

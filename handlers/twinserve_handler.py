@@ -17,7 +17,9 @@ A model kind subclasses TwinserveHandler and writes only what differs:
 Settings come from the archive's model-config.yaml `handler:` section
 (context.model_yaml_config["handler"]), with defaults, never from the
 environment; only the broker's address is the deployment's (TorchServe's
-environment), not the model's.
+environment), not the model's. Two keys of its `twinserve:` section apply to
+every kind, so the base reads them: max_body (a larger body is that request's
+413) and drift_features (which of the kind's drift features are published).
 """
 
 import logging
@@ -45,22 +47,16 @@ def _route(context, idx: int) -> str | None:
     return value
 
 
-def body_of(request, max_bytes: int | None = None):
-    """The request's body as TorchServe hands it over (under "body" or "data").
+def check_size(request, max_bytes: int) -> None:
+    """Refuse a raw body over the model's twinserve.max_body (Nginx bounds bodies first; this is
+    the model's own limit, for TorchServe reached without Nginx).
 
     Raises:
-        BadRequest: no body at all.
-        PayloadTooLarge: a raw body over max_bytes (Nginx bounds bodies first; this
-            is the model's own limit, for TorchServe reached without Nginx).
+        PayloadTooLarge: that request's 413.
     """
-    if not isinstance(request, dict):
-        raise BadRequest("expected a request body")
-    body = request.get("body", request.get("data"))
-    if body is None:
-        raise BadRequest("expected a request body")
-    if max_bytes is not None and isinstance(body, (bytes, bytearray, str)) and len(body) > max_bytes:
+    body = request.get("body", request.get("data")) if isinstance(request, dict) else None
+    if isinstance(body, (bytes, bytearray, str)) and len(body) > max_bytes:
         raise PayloadTooLarge(f"body is {len(body)} bytes; at most {max_bytes} are allowed for this model")
-    return body
 
 
 class TwinserveHandler(BaseHandler):
@@ -75,7 +71,10 @@ class TwinserveHandler(BaseHandler):
         Args:
             context: TorchServe's context; model_yaml_config comes from the archive.
         """
-        cfg = (context.model_yaml_config or {}).get("handler", {}) or {}
+        yaml_config = context.model_yaml_config or {}
+        cfg = yaml_config.get("handler", {}) or {}
+        own = yaml_config.get("twinserve", {}) or {}
+        self.max_body = own.get("max_body")  # None: Nginx's limit only
         torch.set_num_threads(int(cfg.get("torch_threads", 1)))
         # TorchServe's worker logs two INFO metric lines per batch to stdout for
         # the frontend to parse; under load that costs ~10% of the worker's CPU.
@@ -85,6 +84,7 @@ class TwinserveHandler(BaseHandler):
         self.model_name = context.manifest["model"]["modelName"]
         self.version = str(context.manifest["model"].get("modelVersion", "unknown"))
         self.configure(cfg)
+        self._watch(own.get("drift_features"))
         bootstrap = os.environ.get("TWINSERVE_KAFKA_BOOTSTRAP")
         self.publisher = (
             InputPublisher(bootstrap, os.environ.get("TWINSERVE_INPUTS_TOPIC", "model-inputs"),
@@ -94,6 +94,13 @@ class TwinserveHandler(BaseHandler):
         )  # fmt: skip
         super().initialize(context)
         self.prepare(self.model)
+
+    def _watch(self, watched: list[str] | None) -> None:
+        """Publish only the watched features of the kind's drift_features (all of them without the key)."""
+        offered = list(self.drift_features)
+        watched = offered if watched is None else [f for f in watched if f in offered]
+        self._drift_columns = [offered.index(f) for f in watched]
+        self.drift_features = watched
 
     # --- what a model kind writes -------------------------------------------------
 
@@ -156,6 +163,8 @@ class TwinserveHandler(BaseHandler):
         items = []
         for request in data:
             try:
+                if self.max_body is not None:
+                    check_size(request, self.max_body)
                 items.append(self.decode(request))
             except BadRequest as exc:
                 items.append(exc)
@@ -177,7 +186,7 @@ class TwinserveHandler(BaseHandler):
                 answers.append(format_error(f"model {self.model_name} {self.version} {exc}"))
                 continue
             if self.publisher is not None and _route(context, idx) == "production":
-                published.extend(self.drift_rows(item, output))
+                published.extend([row[j] for j in self._drift_columns] for row in self.drift_rows(item, output))
         if published:
             self.publisher.publish(self.model_name, self.version, self.drift_features, published)
         return answers

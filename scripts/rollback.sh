@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Returns production to the previous colour, with the same preflight and verification as a swap.
+# Usage: scripts/rollback.sh [model]   (default: the stack's default model)
+# Returns the model's production to its previous colour, with the same preflight and verification
+# as a swap. No other model's colour changes.
 # A doorway only: the logic is twinserve/release/promote.py, tested in tests/; twinserve/doorway.py runs it
 # on the native stack, or with TWINSERVE_MODE=compose on the compose stack.
 set -euo pipefail

@@ -3,7 +3,8 @@
 Bottom to top; a package imports only those below it (`make lint` checks this
 with import-linter, contracts in pyproject.toml):
 
-    errors, settings   the error hierarchy and the stack description (config/stack.yaml)
+    errors, settings   the error hierarchy and the stack description (config/stack.yaml);
+      routes             beside settings: a model's route through Nginx, in one place
     store              what twinserve keeps on disk: production colours, deployments, the lock, archives
     drift              production inputs from Kafka compared with the training data
     runtime            the native processes: rendering their configs, starting, supervising, stopping

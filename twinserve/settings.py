@@ -36,6 +36,7 @@ from twinserve.errors import ConfigError
 PROJECT_ENV = "TWINSERVE_HOME"
 STACK_FILE = Path("config") / "stack.yaml"  # in the project directory; its presence marks one
 COLOUR_RE = re.compile(r"^[a-z]{1,16}$")
+MODEL_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a URL segment, a file name, a Lua key and a metric label
 
 
 @dataclass(frozen=True)
@@ -172,11 +173,39 @@ class SupervisorSettings:
     rotate_every_seconds: float = 10.0  # how often the supervisor runs logrotate
 
 
+def parse_size(value, where: str) -> int:
+    """Bytes from an Nginx-style size: 65536, "64k", "1m"."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", str(value))
+    if not match or isinstance(value, bool):
+        raise ConfigError(f"{where}: {value!r} is not a size (bytes, or a number with k or m)")
+    return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[match.group(2).lower()]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     dir: Path
     version: str
+
+    def body_limit(self, default: str) -> int:
+        """The largest request body this model takes, in bytes: its model-config.yaml's
+        `twinserve.max_body`, else its handler's `max_bytes`, else `default` (nginx.max_body).
+        Nginx answers 413 above it on the model's routes."""
+        config_file = self.dir / "model-config.yaml"
+        try:
+            config = yaml.safe_load(config_file.read_text()) or {}
+        except FileNotFoundError:
+            config = {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_file} is not valid YAML: {exc}") from None
+        if not isinstance(config, dict):
+            raise ConfigError(f"{config_file}: expected a mapping")
+        ours, handler = config.get("twinserve") or {}, config.get("handler") or {}
+        if "max_body" in ours:
+            return parse_size(ours["max_body"], f"{config_file}: twinserve.max_body")
+        if "max_bytes" in handler:
+            return parse_size(handler["max_bytes"], f"{config_file}: handler.max_bytes")
+        return parse_size(default, "nginx.max_body")
 
 
 @dataclass(frozen=True)
@@ -194,6 +223,24 @@ class Stack:
     models: dict[str, ModelSpec]
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     supervisor: SupervisorSettings = field(default_factory=SupervisorSettings)
+    default_model: str = ""  # what /predict and every command without a model name serve; "" = the first model
+
+    @property
+    def default(self) -> str:
+        """The stack's default model: `default_model:`, or the first of `models:`."""
+        return self.default_model or next(iter(self.models))
+
+    def model(self, name: str | None = None) -> str:
+        """`name` if the stack serves it (None: the default model); a ConfigError listing the models if not."""
+        if name is None:
+            return self.default
+        if name not in self.models:
+            raise ConfigError(f"unknown model {name!r}; this stack serves {', '.join(self.models)}")
+        return name
+
+    def body_limits(self) -> dict[str, int]:
+        """{model: its largest request body in bytes} (ModelSpec.body_limit)."""
+        return {name: spec.body_limit(self.nginx.max_body) for name, spec in self.models.items()}
 
     @property
     def colour_names(self) -> list[str]:
@@ -304,6 +351,7 @@ def parse_stack(raw: dict, path: Path, root: Path | None = None) -> Stack:
             models=models,
             pipeline=pipeline,
             supervisor=supervisor,
+            default_model=str(raw.get("default_model") or ""),
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: missing or malformed section {exc}") from None
@@ -311,6 +359,11 @@ def parse_stack(raw: dict, path: Path, root: Path | None = None) -> Stack:
         raise ConfigError(f"{path}: colours must be exactly two lower-case names, got {list(colours)}")
     if not models:
         raise ConfigError(f"{path}: models must name at least one model")
+    bad = [m for m in models if not MODEL_RE.match(str(m))]
+    if bad:
+        raise ConfigError(f"{path}: model names must be lower-case words (a-z, 0-9, _; a letter first), got {bad}")
+    if stack.default_model and stack.default_model not in models:
+        raise ConfigError(f"{path}: default_model {stack.default_model!r} is not one of models: {list(models)}")
     if len(set(stack.ports)) != len(stack.ports):
         raise ConfigError(f"{path}: a port is used twice: {sorted(stack.ports)}")
     return stack

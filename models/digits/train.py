@@ -5,8 +5,9 @@ Writes into --out (default: artifacts/ beside this file):
   metrics.json         held-out accuracy (the archiver copies it into the archive's metadata)
   reference_stats.json per drift feature of the training images (mean intensity, contrast,
                        share of ink, as handlers/image_codec.py computes them): count, mean, std
-  golden_set.json      held-out grids with the label and probabilities this exact model gives;
-                       the smoke test replays them before any promotion
+  golden_set.json      held-out grids (JSON) and the sample PNGs (image/png, as bytes) with the
+                       label and probabilities this exact model gives; the smoke test replays
+                       them before any promotion (archiver/golden.py: the format)
 and, with --samples-dir, one PNG per class drawn from the held-out digits.
 
 Same seed and epochs give bit-identical weights: one thread, deterministic
@@ -15,6 +16,7 @@ from its own fixed seed, so every training seed is judged on the same held-out s
 """
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -26,8 +28,11 @@ from sklearn.datasets import load_digits
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "handlers"))
-from image_codec import SUMMARY_FEATURES, Grid, summary_features  # noqa: E402
+sys.path.insert(0, str(HERE.parents[1]))
+from image_codec import DEFAULT_MAX_PIXELS, SUMMARY_FEATURES, Grid, grid_from_image, summary_features  # noqa: E402
 from model import DigitsCNN  # noqa: E402
+
+from archiver import golden  # noqa: E402
 
 SPLIT_SEED = 20261128
 HELD_OUT = 0.2
@@ -78,29 +83,40 @@ def reference_stats(x: torch.Tensor) -> dict:
     }
 
 
-def golden_set(model: DigitsCNN, x: torch.Tensor, n: int = 16) -> list[dict]:
-    probs = probabilities(model, x[:n])
-    return [
-        {
-            "data": [[int(v) for v in row] for row in img[0].tolist()],
-            "label": int(p.argmax()),
-            "probabilities": p.tolist(),
-        }
-        for img, p in zip(x[:n], probs, strict=True)
-    ]
+def golden_set(model: DigitsCNN, x: torch.Tensor, pngs: list[bytes], n: int = 16) -> list[dict]:
+    """n held-out grids sent as JSON, and the PNGs sent as image/png: each decoded as the handler
+    decodes it (image_codec), so the recorded answer is the one the served model must give."""
+    grids = [[[int(v) for v in row] for row in img[0].tolist()] for img in x[:n]]
+    decoded = [grid_from_image(png, 8, SCALE, DEFAULT_MAX_PIXELS).values for png in pngs]
+    decoded = torch.tensor(decoded, dtype=torch.float64).reshape(-1, 1, 8, 8)  # as the handler: no float32 step
+    probs = probabilities(model, torch.cat([x[:n].double(), decoded]))
+    answers = [{"label": int(p.argmax()), "probabilities": p.tolist()} for p in probs]
+    cases = [{"data": grid, **answer} for grid, answer in zip(grids, answers[:n], strict=True)]
+    cases += [golden.record(png, "image/png", **answer) for png, answer in zip(pngs, answers[n:], strict=True)]
+    return cases
 
 
-def write_samples(x: torch.Tensor, y: torch.Tensor, out: Path, side: int = 32) -> list[Path]:
+def sample_pngs(x: torch.Tensor, y: torch.Tensor, side: int = 32) -> list[bytes]:
     """One PNG per class, the first held-out digit of each: dark ink on white paper, side × side."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+    pngs = []
     for label in range(10):
         img = x[int((y == label).nonzero()[0])][0]
         grey = [round(255 - float(v) * 255 / SCALE) for v in img.flatten()]
         small = Image.new("L", (8, 8))
         small.putdata(grey)
+        out = io.BytesIO()
+        small.resize((side, side), Image.Resampling.NEAREST).save(out, format="PNG", optimize=True)
+        pngs.append(out.getvalue())
+    return pngs
+
+
+def write_samples(pngs: list[bytes], out: Path) -> list[Path]:
+    """digit-<class>.png for each of sample_pngs()."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for label, png in enumerate(pngs):
         path = out / f"digit-{label}.png"
-        small.resize((side, side), Image.Resampling.NEAREST).save(path, optimize=True)
+        path.write_bytes(png)
         written.append(path)
     return written
 
@@ -126,9 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (args.out / "reference_stats.json").write_text(json.dumps(reference_stats(x), indent=2) + "\n")
-    (args.out / "golden_set.json").write_text(json.dumps(golden_set(model, x_test)) + "\n")
+    pngs = sample_pngs(x_test, y_test)
+    (args.out / "golden_set.json").write_text(json.dumps(golden_set(model, x_test, pngs)) + "\n")
     if args.samples_dir:
-        write_samples(x_test, y_test, args.samples_dir)
+        write_samples(pngs, args.samples_dir)
     print(f"trained seed={args.seed} epochs={args.epochs} held-out accuracy={accuracy:.4f} -> {args.out}")
     return 0
 

@@ -1,78 +1,96 @@
-"""Locust load test for twinserve: /predict (or /test/predict) with a realistic mix.
+"""Locust load test for twinserve: one model's route with its own sample requests.
 
-The host comes from the command line (--host); the route from --route
-(default /predict). The mix: mostly single rows, some small batches, and a
-small share of deliberately invalid requests, which count as a success only
-when answered 400 with a JSON {"error": ...} body.
+The host comes from the command line (--host), the route from --route, and the
+requests from --samples: a JSON file of the model's twinserve.samples as the archive
+metadata carries them ({"name", "content_type", "json" | "base64"}; written by
+twinserve/pipeline/loadtest.py from the model's model-config.yaml). Each request
+is one of them picked at random, sent with its own content type (JSON rows, PNG
+bytes, ...); a small share are deliberately invalid bodies, which count as a success
+only when answered 400 with a JSON {"error": ...} body.
 
-    locust -f simulator/locust/locustfile.py --host http://127.0.0.1:8080 --route /test/predict
+    locust -f simulator/locust/locustfile.py --host http://127.0.0.1:8080 --route /test/predict \
+        --samples var/loadtest/samples.json
 """
 
+import base64
 import json
 import random
 
 from locust import FastHttpUser, between, events, task
 
-FEATURES = 2
+# Bodies no model takes: a 400 with a JSON error is the right answer whatever the model's kind.
 INVALID_BODIES = [
-    b'{"data": [0.2]}',
-    b'{"data": [true, 0.6]}',
-    b'{"data": "0.2,0.6"}',
-    b'{"inputs": [0.2, 0.6]}',
-    b'{"data": [0.2, 0.6',
-    b'{"data": []}',
+    (b'{"data": [0.2, 0.6', "application/json"),
+    (b'{"inputs": [0.2, 0.6]}', "application/json"),
+    (b"{}", "application/json"),
+    (b"hello", "text/plain"),
 ]
+SAMPLES: list[tuple[str, bytes, str]] = []  # (name, body, content type), read once at start
 
 
 @events.init_command_line_parser.add_listener
 def _(parser):
-    parser.add_argument("--route", default="/predict", help="/predict (production) or /test/predict (staging)")
+    parser.add_argument("--route", default="/predict", help="the model's production or staging route")
+    parser.add_argument("--samples", required=True, help="JSON file: the model's samples (see the docstring)")
 
 
-def row() -> list[float]:
-    return [round(random.random(), 4) for _ in range(FEATURES)]
+@events.init.add_listener
+def _(environment, **_kwargs):
+    SAMPLES[:] = read_samples(environment.parsed_options.samples)
+
+
+def read_samples(path: str) -> list[tuple[str, bytes, str]]:
+    """(name, body, content type) of every sample in the file."""
+    with open(path) as f:
+        raw = json.load(f)
+    samples = []
+    for i, s in enumerate(raw):
+        body = json.dumps(s["json"]).encode() if "json" in s else base64.b64decode(s["base64"])
+        samples.append((s.get("name") or f"sample-{i}", body, s["content_type"]))
+    if not samples:
+        raise SystemExit(f"{path}: no samples")
+    return samples
+
+
+def answered(response) -> str | None:
+    """A good sample's answer: 200 with a JSON object that is not an error."""
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}"
+    try:
+        body = json.loads(response.text)
+    except ValueError:
+        return "the answer is not JSON"
+    return None if isinstance(body, dict) and "error" not in body else "the answer is not a JSON answer"
+
+
+def refused(response) -> str | None:
+    if response.status_code != 400:
+        return f"invalid input answered HTTP {response.status_code}, expected 400"
+    try:
+        return None if "error" in json.loads(response.text) else "400 without an error message"
+    except ValueError:
+        return "400 without a JSON body"
 
 
 class ModelClient(FastHttpUser):
     wait_time = between(0.0, 0.05)
-    headers = {"Content-Type": "application/json"}
 
-    def _post(self, body: bytes, name: str, check):
+    def _post(self, body: bytes, content_type: str, name: str, check):
         route = self.environment.parsed_options.route
-        with self.client.post(route, data=body, headers=self.headers, name=name, catch_response=True) as response:
+        headers = {"Content-Type": content_type}
+        with self.client.post(route, data=body, headers=headers, name=name, catch_response=True) as response:
             problem = check(response)
             if problem:
                 response.failure(problem)
             else:
                 response.success()
 
-    @staticmethod
-    def _output(response, kind):
-        if response.status_code != 200:
-            return f"HTTP {response.status_code}"
-        try:
-            output = json.loads(response.text)["output"]
-        except (ValueError, KeyError, TypeError):
-            return "no output in the answer"
-        return None if isinstance(output, kind) else f"output is not a {kind.__name__}"
-
-    @task(80)
-    def one_row(self):
-        self._post(json.dumps({"data": row()}).encode(), "one row", lambda r: self._output(r, float))
-
-    @task(15)
-    def several_rows(self):
-        rows = [row() for _ in range(random.randint(2, 16))]
-        self._post(json.dumps({"data": rows}).encode(), "several rows", lambda r: self._output(r, list))
+    @task(95)
+    def sample(self):
+        name, body, content_type = random.choice(SAMPLES)
+        self._post(body, content_type, f"sample ({content_type})", answered)
 
     @task(5)
     def invalid(self):
-        def check(response):
-            if response.status_code != 400:
-                return f"invalid input answered HTTP {response.status_code}, expected 400"
-            try:
-                return None if "error" in json.loads(response.text) else "400 without an error message"
-            except ValueError:
-                return "400 without a JSON body"
-
-        self._post(random.choice(INVALID_BODIES), "invalid (expects 400)", check)
+        body, content_type = random.choice(INVALID_BODIES)
+        self._post(body, content_type, "invalid (expects 400)", refused)

@@ -5,6 +5,7 @@ The stack is the repository's config/stack.yaml with ports and paths replaced,
 started and stopped by the same code as `make up` / `make down`.
 """
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -16,8 +17,10 @@ import yaml
 from archiver import build_archive
 from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from tests.ports import free_ports
+from twinserve.runtime import nginx
 from twinserve.runtime import stack as stack_mod
 from twinserve.settings import Stack, parse_stack
+from twinserve.store.state import initialise
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +40,8 @@ def stack_description(root: Path, **nginx_overrides) -> dict:
     raw["var_dir"] = str(root / "var")
     raw["state_dir"] = str(root / "state")
     raw["model_store"] = str(root / "model_store")
-    raw["models"]["regressor"]["dir"] = str(root / "models" / "regressor")
+    for model in raw["models"]:  # regressor and digits, copied and trained by `workdir`
+        raw["models"][model]["dir"] = str(root / "models" / model)
     raw["supervisor"]["rotate_every_seconds"] = 2  # test_supervision waits for rotations
     return raw
 
@@ -50,9 +54,16 @@ def train(model_dir: Path, seed: int) -> None:
     )
 
 
+def train_digits(model_dir: Path, seed: int) -> None:
+    """The digits CNN, trained by the repository's train.py (it imports the image codec from handlers/)."""
+    script = REPO_ROOT / "models" / "digits" / "train.py"
+    argv = [sys.executable, str(script), "--seed", str(seed), "--out", str(model_dir / "artifacts")]
+    subprocess.run(argv, check=True, capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
-    """A model directory (copied from models/regressor) with archives 1.0 and 1.1 built."""
+    """Model directories copied from models/: regressor with archives 1.0 and 1.1, digits with 1.0."""
     root = tmp_path_factory.mktemp("twinserve")
     model_dir = root / "models" / "regressor"
     shutil.copytree(REPO_ROOT / "models" / "regressor", model_dir, ignore=shutil.ignore_patterns("artifacts"))
@@ -60,6 +71,10 @@ def workdir(tmp_path_factory) -> Path:
     build_archive(model_dir, "1.0", root / "model_store")
     train(model_dir, seed=7)
     build_archive(model_dir, "1.1", root / "model_store")
+    digits = root / "models" / "digits"
+    shutil.copytree(REPO_ROOT / "models" / "digits", digits, ignore=shutil.ignore_patterns("artifacts"))
+    train_digits(digits, seed=42)
+    build_archive(digits, "1.0", root / "model_store")
     return root
 
 
@@ -68,10 +83,28 @@ def stack(workdir) -> Stack:
     """The running stack; always stopped at the end of the session."""
     raw = stack_description(workdir)
     path = workdir / "stack.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))  # models in the order of config/stack.yaml
     s = parse_stack(raw, path)
     try:
         stack_mod.up(s)
         yield s
     finally:
         stack_mod.down(s)
+
+
+@pytest.fixture
+def spare_nginx(stack, tmp_path):
+    """A second Nginx in front of the same colours, with its own state dir (the session's stays whole)."""
+    port, admin_port = free_ports(2)
+    spare = dataclasses.replace(
+        stack,
+        var_dir=tmp_path / "var",
+        state_dir=tmp_path / "state",
+        nginx=dataclasses.replace(stack.nginx, port=port, admin_port=admin_port),
+    )
+    initialise(spare)
+    for colour in stack.colours:  # the running colours' TorchServe keys, where this Nginx reads them at start
+        spare.key_file(colour).parent.mkdir(parents=True)
+        shutil.copy(stack.key_file(colour), spare.key_file(colour))
+    yield spare
+    nginx.stop(spare)

@@ -101,10 +101,14 @@ def test_deploy_reaches_staging_while_production_keeps_answering(stack, workdir)
     assert served(stack, "/test/predict") == ("green", "1.1")
     versions = [d["modelVersion"] for d in torchserve.Management(stack, "green").describe("regressor")]
     assert versions == ["1.1"], "older versions on staging are retired"
-    stored = sorted(p.name for p in stack.colour_store("green").glob("*.mar"))
+    stored = sorted(p.name for p in stack.colour_store("green").glob("regressor-*.mar"))
     assert stored == ["regressor-1.1.mar"], "and their copies pruned from the colour's store"
+    assert (stack.colour_store("green") / "digits-1.0.mar").is_file(), "another model's archive is not touched"
     assert (stack.colour_store("blue") / "regressor-1.0.mar").is_file(), "production's archive stays"
-    assert read_deployments(stack) == {"blue": {"regressor": "1.0"}, "green": {"regressor": "1.1"}}
+    assert read_deployments(stack) == {
+        "blue": {"regressor": "1.0", "digits": "1.0"},
+        "green": {"regressor": "1.1", "digits": "1.0"},  # the other model is not touched
+    }
 
 
 def test_deploy_refuses_an_archive_outside_the_model_store(stack, tmp_path):
@@ -181,8 +185,9 @@ def test_access_logs_are_split_by_route_with_upstream_timing(stack):
         predict(stack, route)
     for route, log in routes.items():  # Nginx writes its buffer at least once a second
         assert poll(lambda log=log, route=route: len(lines(log)) > before[route], timeout=10, every=0.5), log.name
-        assert all(f"POST {route} " in line for line in lines(log))
+        assert all(f"POST {route} " in line or f"POST {route}/" in line for line in lines(log))  # any model's
         assert "urt=" in lines(log)[-1] and "colour=" in lines(log)[-1]
+        assert all(" model=regressor " in line or " model=digits " in line for line in lines(log))
 
 
 @pytest.mark.usefixtures("blue_serves_1_0_green_1_1")

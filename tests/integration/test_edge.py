@@ -8,11 +8,9 @@ killed TorchServe (a restarted JVM is killed as soon as it binds the port).
 """
 
 import contextlib
-import dataclasses
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +23,6 @@ import pytest
 import requests
 
 from tests.checkout import REPO_ROOT
-from tests.integration.conftest import free_ports
 from tests.integration.helpers import poll, scrape, total
 from twinserve.errors import ConfigError
 from twinserve.pipeline import record as records
@@ -34,11 +31,12 @@ from twinserve.pipeline.stages import STAGES
 from twinserve.pipeline.steps import Context
 from twinserve.runtime import nginx, torchserve
 from twinserve.runtime import stack as stack_mod
-from twinserve.store.state import admin_token_file, initialise, production_file, read_production
+from twinserve.store.state import admin_token_file, production_file, read_production
 from twinserve.tools.wrk import WrkRun
 
 pytestmark = pytest.mark.integration
 ROW = {"data": [0.2, 0.6]}
+DIGIT_GRID = {"data": [[0, 0, 5, 13, 9, 1, 0, 0]] * 8}  # any 8×8 grid: digits answers a label
 
 
 def raw(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -162,24 +160,6 @@ def test_the_admin_token_file_is_unreadable_by_other_local_users(stack):
     assert result.stdout.split() == ["denied", "denied", "denied", "401"], result.stderr
 
 
-@pytest.fixture
-def spare_nginx(stack, tmp_path):
-    """A second Nginx in front of the same colours, with its own state dir (the session's stays whole)."""
-    port, admin_port = free_ports(2)
-    spare = dataclasses.replace(
-        stack,
-        var_dir=tmp_path / "var",
-        state_dir=tmp_path / "state",
-        nginx=dataclasses.replace(stack.nginx, port=port, admin_port=admin_port),
-    )
-    initialise(spare)
-    for colour in stack.colours:  # the running colours' TorchServe keys, where this Nginx reads them at start
-        spare.key_file(colour).parent.mkdir(parents=True)
-        shutil.copy(stack.key_file(colour), spare.key_file(colour))
-    yield spare
-    nginx.stop(spare)
-
-
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
@@ -200,12 +180,15 @@ def test_nginx_never_guesses_a_colour_from_a_bad_state_file(spare_nginx, content
         response = requests.post(f"{spare_nginx.nginx.url}{route}", json=ROW, timeout=5)
         assert response.status_code == 503
         error = response.json()["error"]
-        assert error.startswith("no production colour: ") and str(path) in error and problem in error
+        assert error.startswith("no production colour for regressor: ") and str(path) in error and problem in error
         assert "write one of blue, green into it" in error
+    # Another model's entry is whole: its own routes are served.
+    digits = requests.post(f"{spare_nginx.nginx.url}/predict/digits", json=DIGIT_GRID, timeout=5)
+    assert digits.status_code == 200 and digits.headers["X-Served-By"] == "blue", digits.text
     assert requests.get(f"{spare_nginx.nginx.url}/healthz", timeout=5).status_code == 503
     assert nginx.get_production(spare_nginx) is None
     samples = nginx_samples(spare_nginx)
-    assert total(samples, "twinserve_http_requests_total", route="production", status="503") == 1  # counted as 5xx
+    assert total(samples, "twinserve_http_requests_total", route="production", model="regressor", status="503") == 1
     with pytest.raises(ConfigError, match=re.escape(str(path))):
         read_production(spare_nginx)
     nginx.set_production(spare_nginx, "green")  # what `make up` does once the file is fixed

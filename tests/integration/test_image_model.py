@@ -18,9 +18,7 @@ from PIL import Image
 
 from archiver import build_archive
 from tests.checkout import REPO_ROOT
-from tests.integration.conftest import free_ports
-from tests.integration.helpers import poll
-from twinserve.runtime.torchserve import TORCHSERVE_BIN
+from tests.integration.helpers import standalone_torchserve
 
 pytestmark = pytest.mark.integration
 DIGITS = REPO_ROOT / "models" / "digits"
@@ -57,39 +55,13 @@ def digits_url(tmp_path_factory):
     """TorchServe with digits 1.0, trained here from models/digits, on free loopback ports."""
     root = tmp_path_factory.mktemp("digits")
     model_dir = root / "digits"
-    shutil.copytree(DIGITS, model_dir, ignore=shutil.ignore_patterns("artifacts", "samples"))
+    shutil.copytree(DIGITS, model_dir, ignore=shutil.ignore_patterns("artifacts"))  # samples/: twinserve.samples
     train = [sys.executable, str(DIGITS / "train.py"), "--out", str(model_dir / "artifacts")]
     subprocess.run(train, check=True, capture_output=True)
     built = build_archive(model_dir, "1.0", root / "store")
-    inference, management, metrics, grpc_i, grpc_m = free_ports(5)
-    config = root / "config.properties"
-    config.write_text(
-        f"inference_address=http://127.0.0.1:{inference}\nmanagement_address=http://127.0.0.1:{management}\n"
-        f"metrics_address=http://127.0.0.1:{metrics}\ngrpc_inference_port={grpc_i}\ngrpc_management_port={grpc_m}\n"
-        f"model_store={root / 'store'}\nload_models=digits=digits-1.0.mar\ndisable_token_authorization=true\n"
-        "disable_system_metrics=true\nmax_request_size=1048576\n"
-    )
-    argv = [str(TORCHSERVE_BIN), "--start", "--foreground", "--ncs", "--ts-config", str(config),
-            "--model-store", str(root / "store")]  # fmt: skip
-    with (root / "ts.log").open("wb") as log:
-        proc = subprocess.Popen(argv, cwd=root, env={"TMPDIR": str(root), "PATH": "/usr/bin:/bin"},
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{inference}"
-    ARCHIVES[url] = built.path
-    try:
-        ready = poll(lambda: _ready(url), timeout=120, every=1)
-        assert ready, (root / "ts.log").read_text()[-2000:]
+    with standalone_torchserve(root, "digits", built.path, _ready, timeout=120) as url:
+        ARCHIVES[url] = built.path
         yield url
-    finally:
-        import os
-        import signal
-
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _ready(url: str) -> bool:

@@ -65,17 +65,27 @@ def test_prometheus_loaded_the_rules(stack):
 def test_every_dashboard_query_returns_data(stack, traffic, dashboard):
     panels = json.loads(dashboard.read_text())["panels"]
     assert panels
+    # Each template variable as Grafana sends it with "All" selected (the serving dashboard's `model`).
+    templating = json.loads(dashboard.read_text()).get("templating", {}).get("list", [])
+    variables = {v["name"]: v.get("allValue", ".*") for v in templating}
     for panel in panels:
         for target in panel["targets"]:
-            result = poll(lambda e=target["expr"]: prometheus(stack, "query", query=e)["result"], timeout=30)
+            expr = target["expr"]
+            for name, value in variables.items():
+                expr = expr.replace(f"${name}", value)
+            result = poll(lambda e=expr: prometheus(stack, "query", query=e)["result"], timeout=30)
             assert result, f"{dashboard.stem}: panel {panel['title']!r}: {target['expr']} returned no data"
 
 
 def test_production_colour_and_latency_histogram_are_exported(stack, traffic):
     production = read_production(stack)
     result = prometheus(stack, "query", query="twinserve_production == 1")["result"]
-    assert [r["metric"]["colour"] for r in result] == [production]
-    p99 = prometheus(stack, "query", query='twinserve:latency_seconds:p99{route="production"}')["result"]
+    assert {r["metric"]["model"]: r["metric"]["colour"] for r in result} == {
+        "regressor": production,
+        "digits": read_production(stack, "digits"),
+    }
+    query = 'twinserve:latency_seconds:p99{route="production",model="regressor"}'
+    p99 = prometheus(stack, "query", query=query)["result"]
     assert p99 and 0 < float(p99[0]["value"][1]) < 5
 
 

@@ -117,32 +117,41 @@ class FakeManagement:
 
 
 class FakeSwitch:
-    """Nginx's production switch; refuses the colours in `refuses`."""
+    """Nginx's production switch, one entry per model: `production` is the default model's, `others`
+    the other models'; refuses the colours in `refuses`. `calls` are the colours set, `models` for which."""
 
-    def __init__(self, production: str | None):
+    def __init__(self, production: str | None, others: dict[str, str] | None = None):
         self.production = production
+        self.others = dict(others or {})
         self.refuses: set[str] = set()
         self.calls: list[str] = []
+        self.models: list[str] = []
 
-    def get_production(self, stack: Stack) -> str | None:
-        return self.production
+    def get_production(self, stack: Stack, model: str | None = None) -> str | None:
+        model = stack.model(model)
+        return self.production if model == stack.default else self.others.get(model)
 
-    def set_production(self, stack: Stack, colour: str) -> None:
+    def set_production(self, stack: Stack, colour: str, model: str | None = None) -> None:
+        model = stack.model(model)
         self.calls.append(colour)
+        self.models.append(model)
         if colour in self.refuses:
-            raise ServiceError(f"nginx refused the switch to {colour}: HTTP 500 lua error")
-        self.production = colour
+            raise ServiceError(f"nginx refused the switch of {model} to {colour}: HTTP 500 lua error")
+        if model == stack.default:
+            self.production = colour
+        else:
+            self.others[model] = colour
 
 
 class FakeSmoke:
-    """The golden-set smoke test; fails on the paths in `fails_on` ("/test/predict", "/predict")."""
+    """The golden-set smoke test; fails on the paths in `fails_on` ("/test/predict/regressor", "/predict/regressor")."""
 
     def __init__(self):
         self.fails_on: set[str] = set()
         self.interrupt_on: set[str] = set()
         self.calls: list[tuple[str, str, str]] = []
 
-    def __call__(self, url: str, golden: list[dict], colour: str, version: str) -> int:
+    def __call__(self, url: str, golden: list[dict], colour: str, version: str, rule=None) -> int:
         self.calls.append((urlparse(url).path, colour, version))
         if urlparse(url).path in self.interrupt_on:
             raise KeyboardInterrupt

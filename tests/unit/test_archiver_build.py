@@ -3,6 +3,7 @@
 import hashlib
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,11 +14,12 @@ import pytest
 import torch
 import yaml
 
-from archiver import ArchiveError, ArchiveExists, build_archive, read_metadata
+from archiver import ArchiveError, ArchiveExists, build_archive, modelconfig, read_metadata
 from archiver.build import HANDLER_BASE, handler_dir, handler_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGRESSOR = REPO_ROOT / "models" / "regressor"
+SAMPLE_0 = {"json": {"data": [0.2, 0.6]}}  # the first of models/regressor's twinserve.samples
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,8 @@ def test_metadata_carries_the_artifacts_and_the_model_config(model_dir, store):
     assert meta["golden_set"] == json.loads((artifacts / "golden_set.json").read_text())
     config = yaml.safe_load((model_dir / "model-config.yaml").read_text())
     assert meta["handler"] == config["handler"]
-    assert meta["twinserve"] == config["twinserve"]
+    assert meta["twinserve"] == modelconfig.load(model_dir).to_metadata()
+    assert meta["twinserve"]["samples"][0] == {"name": "json-0", "content_type": "application/json", **SAMPLE_0}
     assert meta["torchserve"] == {k: v for k, v in config.items() if k not in ("handler", "twinserve")}
     assert "handler" not in meta["torchserve"] and "twinserve" not in meta["torchserve"]
     assert meta["built_at"].endswith("+00:00")
@@ -104,6 +107,16 @@ def test_archive_holds_the_model_the_handler_and_its_modules(model_dir, store):
     expected = {"model.py", "tabular_handler.py", "model-config.yaml", "reference_stats.json", "golden_set.json"}
     assert expected | set(HANDLER_BASE) | {"tabular_codec.py"} <= names
     assert weights == (model_dir / "artifacts" / "weights.pt").read_bytes()
+
+
+def test_artifacts_files_are_packed_beside_the_weights_for_the_handler(model_dir, store):
+    files = model_dir / "artifacts" / "files"
+    files.mkdir()
+    (files / "tokenizer.json").write_text('{"vocab": ["[PAD]"]}')
+    (files / "vocab.txt").write_bytes(b"[PAD]\n[UNK]\n")
+    with zipfile.ZipFile(build_archive(model_dir, "1.0", store).path) as mar:
+        assert mar.read("tokenizer.json") == b'{"vocab": ["[PAD]"]}'
+        assert mar.read("vocab.txt") == b"[PAD]\n[UNK]\n"
 
 
 def test_the_handler_is_chosen_by_the_model_config(tmp_path):
@@ -276,10 +289,58 @@ def test_every_published_column_gets_a_kll_sketch_of_its_training_distribution(m
 def test_drift_features_choose_the_sketched_columns_and_an_unknown_one_is_refused(model_dir, store):
     config = model_dir / "model-config.yaml"
     text = config.read_text()
-    config.write_text(text.replace("twinserve:\n", "twinserve:\n  drift_features: [x1, prediction]\n"))
+    config.write_text(re.sub(r"(?m)^  drift_features: .*$", "  drift_features: [x1, prediction]", text))
     meta = read_metadata(build_archive(model_dir, "1.0", store).path)
     assert "kll" in meta["reference_stats"]["prediction"] and "kll" not in meta["reference_stats"]["x2"]
-    config.write_text(text.replace("twinserve:\n", "twinserve:\n  drift_features: [x9]\n"))
+    config.write_text(re.sub(r"(?m)^  drift_features: .*$", "  drift_features: [x9]", text))
     with pytest.raises(ArchiveError, match="x9"):
         build_archive(model_dir, "1.1", store)
     assert not list(Path(store).glob("*-1.1.*"))
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda t: t.pop("max_body"), "twinserve.max_body is missing"),
+        (lambda t: t.update(max_body="64k"), "twinserve.max_body is '64k'"),
+        (lambda t: t.update(golden={"compare": "exact"}), "twinserve.golden.compare is 'exact'"),
+        (lambda t: t.update(golden={"compare": "numbers"}), "twinserve.golden.tolerance is None"),
+        (lambda t: t.update(golden={"compare": "label", "probability_tolerance": 0.1}), 'golden_set[0]: no "prob'),
+        (lambda t: t.update(samples=[]), "twinserve.samples must be a non-empty list"),
+        (lambda t: t.update(samples=[{"files": "samples/*.png", "content_type": "image/png"}]), "samples[0].files: no"),
+        (lambda t: t.update(samples=[{"file": "../model.py", "content_type": "text/x-python"}]), "samples[0].file is"),
+        (lambda t: t.update(samples=[{"json": [0.1] * 20_000}]), "json-0 is 100000 bytes, over max_body"),
+        (lambda t: t.update(drift_features=["x3"]), "twinserve.drift_features names 'x3'"),
+        (lambda t: t.update(colour="blue"), "twinserve.colour is not a twinserve key"),
+    ],
+)
+def test_a_bad_twinserve_section_is_refused_in_one_line_naming_the_key(model_dir, store, change, named):
+    config = yaml.safe_load((model_dir / "model-config.yaml").read_text())
+    change(config["twinserve"])
+    (model_dir / "model-config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ArchiveError) as raised:
+        build_archive(model_dir, "1.0", store)
+    assert named in str(raised.value) and "\n" not in str(raised.value)
+    assert str(raised.value).startswith(str(model_dir / "model-config.yaml"))
+    assert not store.exists() or not any(store.iterdir())
+
+
+def test_an_image_model_carries_its_sample_files_and_golden_images(tmp_path, store):
+    """models/digits: samples/*.png read into the metadata as bytes with their content type."""
+    digits = REPO_ROOT / "models" / "digits"
+    model_dir = Path(shutil.copytree(digits, tmp_path / "digits", ignore=shutil.ignore_patterns("artifacts")))
+    from tests.unit.harness import load_train
+
+    train = load_train(model_dir, "digits_train_for_archiver")
+    threads = torch.get_num_threads()
+    try:
+        assert train.main(["--epochs", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
+    settings = modelconfig.from_metadata(read_metadata(build_archive(model_dir, "1.0", store).path))
+    pngs = [s for s in settings.samples if s.content_type == "image/png"]
+    assert [s.name for s in pngs] == [f"digit-{k}.png" for k in range(10)]
+    assert all(s.body == (digits / "samples" / s.name).read_bytes() for s in pngs)
+    assert settings.golden == modelconfig.GoldenRule("label", 1e-4)
+    assert settings.drift_features == ("mean_intensity", "contrast", "ink_share")

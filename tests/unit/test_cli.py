@@ -84,8 +84,8 @@ def test_the_user_commands_of_the_issue_are_all_verbs():
     [
         (["bogus"], "twinserve", "invalid choice: 'bogus'"),
         ([], "twinserve", "required: <verb>"),
-        (["deploy"], "twinserve deploy", "required: source"),
-        (["swap", "extra"], "twinserve swap", "unrecognized arguments: extra"),
+        (["deploy", "models/regressor", "1.0", "extra"], "twinserve deploy", "unrecognized arguments: extra"),
+        (["swap", "digits", "extra"], "twinserve swap", "unrecognized arguments: extra"),
         (["pipeline", "stage", "nope", "--run-id", "r"], "twinserve pipeline", "invalid choice: 'nope'"),
         (["bench"], "twinserve bench", "required: <benchmark>"),
         (["serve", "grafana"], "twinserve serve", "invalid choice: 'grafana'"),
@@ -154,7 +154,8 @@ def test_a_verb_s_own_exit_code_passes_through(monkeypatch):
     assert cli.main(["pipeline", "show"]) == 3
 
 
-ENTRY_POINTS = ("__main__.py", "doorway.py")  # `python -m twinserve`; the scripts' stdlib-only doorway
+# `python -m twinserve`; the scripts' stdlib-only doorway; the file Locust runs in its own process
+ENTRY_POINTS = ("__main__.py", "doorway.py", "locustfile.py")
 
 
 def test_no_library_code_exits_the_process():
@@ -176,16 +177,19 @@ def test_a_locust_run_without_a_report_raises_not_exits(monkeypatch, tmp_path):
 
     monkeypatch.setattr(loadtest.subprocess, "run", lambda *a, **k: Done())
     with pytest.raises(ServiceError, match="locust wrote no report: locust: error: bad host"):
-        loadtest.run_locust("http://127.0.0.1:1", "/predict", 1, 1, 1, tmp_path)
+        loadtest.run_locust("http://127.0.0.1:1", "/predict", 1, 1, 1, tmp_path, samples=())
 
 
 # --- swapcheck takes the lock that deploy and swap take -------------------------
 
 
+BODIES = {"regressor": (b"{}", "application/json"), "digits": (b"{}", "application/json")}
+
+
 class FakeLoad:
     """Stands in for wrk: the lock is what is under test here, not the load (tests/integration run wrk)."""
 
-    def __init__(self, url, connections):
+    def __init__(self, url, connections, body=None, content_type=None):
         self.stopped = False
 
     def stop(self):
@@ -206,10 +210,12 @@ def test_swapcheck_holds_the_lock_for_each_deploy_and_swap(monkeypatch, stack):
 
     seen = []
     monkeypatch.setattr(swapcheck, "WrkRun", FakeLoad)
+    monkeypatch.setattr(swapcheck, "_colours", lambda s, models: {m: ("blue", "blue") for m in models})
     monkeypatch.setattr(swapcheck.time, "sleep", lambda s: seen.append(("pause", lock_is_held(stack))))
-    monkeypatch.setattr(swapcheck.deploy, "deploy", lambda s, src: seen.append(("deploy", lock_is_held(s))) or "v2")
-    monkeypatch.setattr(swapcheck.promote, "swap", lambda s: seen.append(("swap", lock_is_held(s))))
-    result = swapcheck.swaps_under_load(stack, 2, Path("models/regressor"), pause_s=0)
+    deploy = lambda s, src, model: seen.append(("deploy", lock_is_held(s))) or "v2"  # noqa: E731
+    monkeypatch.setattr(swapcheck.deploy, "deploy", deploy)
+    monkeypatch.setattr(swapcheck.promote, "swap", lambda s, model: seen.append(("swap", lock_is_held(s))))
+    result = swapcheck.swaps_under_load(stack, 2, Path("models/regressor"), pause_s=0, bodies=BODIES)
     assert (result.swaps, result.deployed, result.report) == (2, "v2", "report")
     changes = [held for what, held in seen if what != "pause"]
     assert [what for what, _ in seen if what != "pause"] == ["swap", "deploy", "swap"]
@@ -221,11 +227,13 @@ def test_swapcheck_is_refused_while_another_command_changes_the_stack(monkeypatc
     from twinserve.tools import swapcheck
 
     loads = []
-    monkeypatch.setattr(swapcheck, "WrkRun", lambda url, c: loads.append(FakeLoad(url, c)) or loads[-1])
+    monkeypatch.setattr(swapcheck, "WrkRun", lambda url, c, **kw: loads.append(FakeLoad(url, c)) or loads[-1])
+    monkeypatch.setattr(swapcheck, "_colours", lambda s, models: {m: ("blue", "blue") for m in models})
     monkeypatch.setattr(swapcheck.time, "sleep", lambda s: None)
-    monkeypatch.setattr(swapcheck.promote, "swap", lambda s: pytest.fail("swapped under another command's lock"))
+    swap = lambda s, model: pytest.fail("swapped under another command's lock")  # noqa: E731
+    monkeypatch.setattr(swapcheck.promote, "swap", swap)
     with exclusive(stack, "pipeline run r1"), pytest.raises(PreflightError, match="pipeline run r1"):
-        swapcheck.swaps_under_load(stack, 1, None, pause_s=0)
+        swapcheck.swaps_under_load(stack, 1, None, pause_s=0, bodies=BODIES)
     assert loads[0].stopped, "the load is stopped whatever happens"
 
 

@@ -137,8 +137,11 @@ def test_container_archives_builds_each_initial_version_as_make_up_does(compose_
     monkeypatch.setattr(models, "ensure_archive", lambda s, d, v: built.append((d, v)) or Path(f"{d.name}-{v}.mar"))
     monkeypatch.setenv("TWINSERVE_STACK", str(compose_stack.path))
     assert main(["container", "archives"]) == 0
-    assert built == [(REPO_ROOT / "models" / "regressor", "1.0")]
+    models = list(compose_stack.models)
+    assert sorted(models) == ["digits", "regressor"]
+    assert built == [(REPO_ROOT / "models" / m, "1.0") for m in models]
     state_dir = compose_stack.state_dir
+    every_model = ", ".join(str(state_dir / f"production.{m}") for m in models)
     assert capsys.readouterr().out == (
-        f"archives: regressor-1.0.mar\nstate: {state_dir / 'production'}, {state_dir / 'admin-token'}\n"
+        f"archives: {', '.join(f'{m}-1.0.mar' for m in models)}\nstate: {every_model}, {state_dir / 'admin-token'}\n"
     )

@@ -76,7 +76,7 @@ def test_a_json_grid_answers_as_its_png_does(handler, context):
 
 
 def test_bad_images_get_their_own_4xx_and_the_rest_of_the_batch_its_answers(handler, context):
-    too_large = b"\x89PNG\r\n\x1a\n" + b"\x00" * CONFIG["handler"]["max_bytes"]
+    too_large = b"\x89PNG\r\n\x1a\n" + b"\x00" * CONFIG["twinserve"]["max_body"]
     bodies = [SAMPLES[1], b"not an image", SAMPLES[5][:40], too_large, {"data": [[0] * 8] * 7}, SAMPLES[8]]
     answers = run_batch(handler, context, bodies)
     assert [a[0] for a in answers] == [200, 400, 400, 413, 400, 200]

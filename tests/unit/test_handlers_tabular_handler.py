@@ -1,6 +1,7 @@
 """The TorchServe handler, driven the way TorchServe's worker drives it: initialize() with a Context,
 then handle() per batch with one RequestProcessor per request. No TorchServe process, no Kafka."""
 
+import json
 import logging
 import shutil
 import sys
@@ -245,3 +246,29 @@ def test_a_model_that_gives_nan_answers_500_with_a_json_error_not_nan(handler, c
     assert [status for status, _, _ in answers] == [500, 400, 500]
     assert answers[0][2] == {"error": "model regressor 1.3 gave a non-finite output"}
     assert answers[2][2] == answers[0][2]
+
+
+def test_twinserve_drift_features_choose_the_published_columns(weights, context):
+    """twinserve.drift_features: the base publishes only the watched features, in their order."""
+    config = {**HANDLER_CONFIG, "twinserve": {**HANDLER_CONFIG["twinserve"], "drift_features": ["x2"]}}
+    handler = TabularHandler()
+    handler.initialize(make_context(weights, config))
+    published = []
+
+    class Recorder:
+        def publish(self, model, version, features, rows):
+            published.append((features, rows))
+
+    handler.publisher = Recorder()
+    run_batch(handler, context, [{"data": [[0.1, 0.2], [0.3, 0.4]]}], [{"X-Twinserve-Route": "production"}])
+    assert published == [(["x2"], [[0.2], [0.4]])]
+
+
+def test_a_body_over_twinserve_max_body_is_that_requests_413(weights, context):
+    config = {**HANDLER_CONFIG, "twinserve": {**HANDLER_CONFIG["twinserve"], "max_body": 30}}
+    handler = TabularHandler()
+    handler.initialize(make_context(weights, config))
+    big = json.dumps({"data": [[0.1, 0.2]] * 3}).encode()
+    answers = run_batch(handler, context, [big, b'{"data": [0.1, 0.2]}'])
+    assert answers[0][0] == 413 and f"{len(big)} bytes; at most 30" in answers[0][2]["error"]
+    assert answers[1][0] == 200

@@ -1,12 +1,17 @@
 """models/digits/train.py: deterministic per seed, at least 95% held-out accuracy, samples and golden set true."""
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+from image_codec import parse_request
 
+from archiver.golden import request_of
 from tests.unit.harness import load_train
+from twinserve.store.archives import training
 
 DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
 
@@ -54,14 +59,25 @@ def test_the_split_is_the_same_for_every_seed():
 
 
 def test_the_golden_set_is_what_the_model_answers(trained):
+    """JSON grids and PNG bytes, each decoded as the handler decodes its request (image_codec)."""
     golden = json.loads((trained / "artifacts" / "golden_set.json").read_text())
     model = train.DigitsCNN()
     model.load_state_dict(torch.load(trained / "artifacts" / "weights.pt"))
-    x = torch.tensor([g["data"] for g in golden], dtype=torch.float64).unsqueeze(1)
+    requests = [request_of(g, i) for i, g in enumerate(golden)]
+    grids = [parse_request({"body": r.body}).values for r in requests]
+    x = torch.tensor(grids, dtype=torch.float64).reshape(-1, 1, 8, 8)
     probabilities = train.probabilities(model.eval(), x)
     assert [g["label"] for g in golden] == probabilities.argmax(dim=1).tolist()
     for g, p in zip(golden, probabilities.tolist(), strict=True):  # summation order varies with threads
         assert g["probabilities"] == pytest.approx(p, abs=1e-12)
+
+
+def test_the_golden_set_replays_held_out_grids_as_json_and_the_sample_pngs_as_images(trained):
+    golden = json.loads((trained / "artifacts" / "golden_set.json").read_text())
+    requests = [request_of(g, i) for i, g in enumerate(golden)]
+    assert [r.content_type for r in requests] == ["application/json"] * 16 + ["image/png"] * 10
+    assert [r.body for r in requests[16:]] == [(DIGITS / "samples" / f"digit-{k}.png").read_bytes() for k in range(10)]
+    assert [g["label"] for g in golden[16:]] == list(range(10))
 
 
 def test_one_sample_png_per_class_as_the_repository_ships_them(trained):
@@ -75,3 +91,13 @@ def test_reference_stats_cover_the_drift_features(trained):
     stats = json.loads((trained / "artifacts" / "reference_stats.json").read_text())
     assert list(stats) == ["mean_intensity", "contrast", "ink_share"]
     assert all(s["count"] == 1437 and 0 < s["mean"] < 1 and s["std"] > 0 for s in stats.values())
+
+
+def test_a_copy_of_the_folder_trains_anywhere_with_the_pipelines_environment(tmp_path):
+    """The pipeline trains the folder it ships (often a copy): the handlers' codec and the archiver come from
+    the environment twinserve gives train.py (store.archives.training), not from where the folder lies."""
+    copy = Path(shutil.copytree(DIGITS, tmp_path / "digits", ignore=shutil.ignore_patterns("artifacts")))
+    argv, env = training(copy / "train.py", seed=5)
+    result = subprocess.run([*argv, "--epochs", "1"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((copy / "artifacts" / "metrics.json").read_text())["seed"] == 5

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.checkout import REPO_ROOT
-from twinserve.runtime.render import LATENCY_BUCKETS, NGINX_LUA
+from twinserve.runtime.render import LATENCY_BUCKETS, NGINX_LUA, lua_literal
 
 pytestmark = pytest.mark.skipif(shutil.which("lua5.1") is None, reason="lua5.1 not installed (lua-check brings it)")
 
@@ -55,16 +55,17 @@ def test_nginx_reads_the_state_file_as_strictly_as_the_control_plane(content, co
         assert got_problem.startswith(problem)
 
 
-def test_every_answer_is_exposed_per_route_colour_and_status_with_a_histogram():
-    answers = [("production", "blue", "200", 0.003)] * 3 + [
-        ("production", "blue", "502", 0.001),
-        ("production", "", "405", 0.0),
-        ("other", "", "400", 0.2),
+def test_every_answer_is_exposed_per_route_model_colour_and_status_with_a_histogram():
+    answers = [("production", "regressor", "blue", "200", 0.003)] * 3 + [
+        ("production", "regressor", "blue", "502", 0.001),
+        ("production", "digits", "blue", "200", 0.002),
+        ("production", "regressor", "", "405", 0.0),
+        ("other", "", "", "400", 0.2),
     ]
     observe = "\n".join(
-        f"ngx.var.route, ngx.var.colour, ngx.var.status, ngx.var.request_time = '{r}', '{c}', '{s}', '{t}'\n"
-        "metrics.observe()"
-        for r, c, s, t in answers
+        f"ngx.var.route, ngx.var.model, ngx.var.colour, ngx.var.status, ngx.var.request_time = "
+        f"'{r}', '{m}', '{c}', '{s}', '{t}'\nmetrics.observe()"
+        for r, m, c, s, t in answers
     )
     buckets = ", ".join(str(b) for b in LATENCY_BUCKETS)
     out = lua(
@@ -82,16 +83,19 @@ def test_every_answer_is_exposed_per_route_colour_and_status_with_a_histogram():
     def labels(**kw):
         return tuple(sorted(kw.items()))
 
-    assert samples[(f"{counter}_total", labels(route="production", colour="blue", status="200"))] == 3
-    assert samples[(f"{counter}_total", labels(route="production", colour="blue", status="502"))] == 1
-    assert samples[(f"{counter}_total", labels(route="production", colour="", status="405"))] == 1
-    assert samples[(f"{counter}_total", labels(route="other", colour="", status="400"))] == 1
+    regressor = {"route": "production", "model": "regressor"}
+    assert samples[(f"{counter}_total", labels(**regressor, colour="blue", status="200"))] == 3
+    assert samples[(f"{counter}_total", labels(**regressor, colour="blue", status="502"))] == 1
+    assert samples[(f"{counter}_total", labels(route="production", model="digits", colour="blue", status="200"))] == 1
+    assert samples[(f"{counter}_total", labels(**regressor, colour="", status="405"))] == 1
+    assert samples[(f"{counter}_total", labels(route="other", model="", colour="", status="400"))] == 1
     hist = "twinserve_http_request_duration_seconds"
-    assert samples[(f"{hist}_count", labels(route="production", colour="blue"))] == 4
-    assert samples[(f"{hist}_bucket", labels(route="production", colour="blue", le="0.005"))] == 4
-    assert samples[(f"{hist}_bucket", labels(route="other", colour="", le="0.1"))] == 0
-    assert samples[(f"{hist}_bucket", labels(route="other", colour="", le="0.25"))] == 1
-    assert samples[(f"{hist}_sum", labels(route="production", colour="blue"))] == pytest.approx(0.01)
+    assert samples[(f"{hist}_count", labels(**regressor, colour="blue"))] == 4
+    assert samples[(f"{hist}_count", labels(route="production", model="digits", colour="blue"))] == 1
+    assert samples[(f"{hist}_bucket", labels(**regressor, colour="blue", le="0.005"))] == 4
+    assert samples[(f"{hist}_bucket", labels(route="other", model="", colour="", le="0.1"))] == 0
+    assert samples[(f"{hist}_bucket", labels(route="other", model="", colour="", le="0.25"))] == 1
+    assert samples[(f"{hist}_sum", labels(**regressor, colour="blue"))] == pytest.approx(0.01)
 
 
 GSON_KEY_FILE = """{
@@ -116,3 +120,45 @@ GSON_KEY_FILE = """{
 def test_nginx_reads_the_inference_key_from_torchserve_key_file(text, key):
     arg = "nil" if text is None else json.dumps(text)
     assert lua(f"print(require('twinserve.switch').parse_inference_key({arg}) or 'nil')").strip() == key
+
+
+FAKE_DICT = """
+local shared = { data = {} }
+function shared:set(k, v) self.data[k] = v end
+function shared:get(k) return self.data[k] end
+ngx.shared.t = shared
+"""
+
+
+def switch_init(tmp_path, files: dict[str, str | None], legacy: str | None = None) -> dict:
+    """Run switch.init on state files; returns {model: colour or the problem}."""
+    paths = {}
+    for model, text in files.items():
+        paths[model] = str(tmp_path / f"production.{model}")
+        if text is not None:
+            (tmp_path / f"production.{model}").write_text(text)
+    if legacy is not None:
+        (tmp_path / "production").write_text(legacy)
+    cfg = {
+        "dict": "t", "colours": ["blue", "green"], "models": list(files), "default_model": next(iter(files)),
+        "production_files": paths, "legacy_production_file": str(tmp_path / "production"),
+        "token_file": str(tmp_path / "none"), "key_files": {},
+    }  # fmt: skip
+    out = lua(
+        FAKE_DICT
+        + f"local s = require('twinserve.switch')\ns.init({lua_literal(cfg)})\n"
+        + "".join(f"print(s.production('{m}') or shared:get('problem|{m}'))\n" for m in files)
+    )
+    return dict(zip(files, out.splitlines(), strict=True))
+
+
+def test_nginx_keeps_one_colour_per_model_and_one_bad_file_is_that_model_s_only(tmp_path):
+    got = switch_init(tmp_path, {"regressor": "green\n", "digits": "purple\n", "text": None})
+    assert got["regressor"] == "green"
+    assert got["digits"].startswith(f"{tmp_path}/production.digits says 'purple'")
+    assert got["text"].startswith(f"{tmp_path}/production.text is missing")
+
+
+def test_nginx_reads_the_single_model_file_as_the_default_model_s(tmp_path):
+    got = switch_init(tmp_path, {"regressor": None, "digits": "blue\n"}, legacy="green\n")
+    assert got == {"regressor": "green", "digits": "blue"}

@@ -18,12 +18,17 @@ from twinserve.store.state import production_file, write_production
 
 @pytest.fixture
 def stack(tmp_path):
-    return make_stack(tmp_path, "blue")
+    stack = make_stack(tmp_path, "blue")
+    write_production(stack, "blue", "digits")
+    return stack
 
 
 @pytest.fixture
 def server():
     return FakeTorchServe({"blue": {"regressor": "1.0"}, "green": {"regressor": "1.1"}})
+
+
+R = {"model": "regressor"}
 
 
 def read(stack, server) -> CollectorRegistry:
@@ -35,9 +40,9 @@ def read(stack, server) -> CollectorRegistry:
 def test_production_and_what_each_colour_serves(stack, server):
     registry = read(stack, server)
     value = registry.get_sample_value
-    assert value("twinserve_state_valid") == 1.0
-    assert value("twinserve_production", {"colour": "blue"}) == 1.0
-    assert value("twinserve_production", {"colour": "green"}) == 0.0
+    assert value("twinserve_state_valid", R) == 1.0
+    assert value("twinserve_production", {**R, "colour": "blue"}) == 1.0
+    assert value("twinserve_production", {**R, "colour": "green"}) == 0.0
     assert value("twinserve_colour_up", {"colour": "blue"}) == value("twinserve_colour_up", {"colour": "green"}) == 1.0
     info = {"model": "regressor"}
     assert (
@@ -53,15 +58,19 @@ def test_the_roles_follow_the_state_file(stack, server):
     labels = {"model": "regressor", "version": "1.1", "colour": "green"}
     assert value("twinserve_model_version_info", {**labels, "role": "production"}) == 1.0
     assert value("twinserve_model_version_info", {**labels, "role": "staging"}) is None
-    assert value("twinserve_production", {"colour": "green"}) == 1.0
+    assert value("twinserve_production", {**R, "colour": "green"}) == 1.0
 
 
 @pytest.mark.parametrize("content", [b"purple\n", b"\xff\xfe", b""])
 def test_an_invalid_state_file_is_a_zero_and_the_rest_is_still_said(stack, server, content, capsys):
     production_file(stack).write_bytes(content)
     value = read(stack, server).get_sample_value
-    assert value("twinserve_state_valid") == 0.0
-    assert value("twinserve_production", {"colour": "blue"}) == value("twinserve_production", {"colour": "green"}) == 0
+    assert value("twinserve_state_valid", R) == 0.0
+    assert (
+        value("twinserve_production", {**R, "colour": "blue"})
+        == value("twinserve_production", {**R, "colour": "green"})
+        == 0
+    )
     assert value("twinserve_colour_up", {"colour": "green"}) == 1.0
     assert value("twinserve_ready_workers", {"colour": "blue", "model": "regressor", "version": "1.0"}) == 1.0
     assert "exporter: " in capsys.readouterr().out  # the reason goes to the log
@@ -69,7 +78,7 @@ def test_an_invalid_state_file_is_a_zero_and_the_rest_is_still_said(stack, serve
 
 def test_a_missing_state_file_is_invalid_too(stack, server):
     production_file(stack).unlink()
-    assert read(stack, server).get_sample_value("twinserve_state_valid") == 0.0
+    assert read(stack, server).get_sample_value("twinserve_state_valid", R) == 0.0
 
 
 def test_a_colour_that_is_down_is_a_zero_and_serves_nothing(stack, server):
@@ -78,7 +87,7 @@ def test_a_colour_that_is_down_is_a_zero_and_serves_nothing(stack, server):
     assert value("twinserve_colour_up", {"colour": "green"}) == 0.0
     assert value("twinserve_colour_up", {"colour": "blue"}) == 1.0
     assert value("twinserve_ready_workers", {"colour": "green", "model": "regressor", "version": "1.1"}) is None
-    assert value("twinserve_production", {"colour": "blue"}) == 1.0
+    assert value("twinserve_production", {**R, "colour": "blue"}) == 1.0
 
 
 @pytest.mark.parametrize("error", [ValueError("not JSON"), KeyError("modelVersion")])
@@ -132,3 +141,24 @@ def test_supervision_of_a_stack_that_never_ran(stack):
         assert value("twinserve_process_up", {"process": name}) == 0.0
         assert value("twinserve_process_restarts_total", {"process": name}) == 0.0
     assert value("twinserve_broker_recycles_total") == 0.0
+
+
+def test_each_model_has_its_own_production_colour_and_roles(stack):
+    server = FakeTorchServe({c: {"regressor": "1.0", "digits": "1.0"} for c in ("blue", "green")})
+    write_production(stack, "green", "digits")
+    value = read(stack, server).get_sample_value
+    assert value("twinserve_production", {"model": "digits", "colour": "green"}) == 1.0
+    assert value("twinserve_production", {"model": "digits", "colour": "blue"}) == 0.0
+    assert value("twinserve_production", {"model": "regressor", "colour": "blue"}) == 1.0
+    digits_green = {"colour": "green", "model": "digits", "version": "1.0"}
+    assert value("twinserve_model_version_info", {**digits_green, "role": "production"}) == 1.0
+    regressor_green = {"colour": "green", "model": "regressor", "version": "1.0"}
+    assert value("twinserve_model_version_info", {**regressor_green, "role": "staging"}) == 1.0
+
+
+def test_one_model_s_invalid_state_file_is_that_model_s_zero(stack, server):
+    production_file(stack, "digits").write_text("purple\n")
+    value = read(stack, server).get_sample_value
+    assert value("twinserve_state_valid", {"model": "digits"}) == 0.0
+    assert value("twinserve_state_valid", R) == 1.0
+    assert value("twinserve_production", {**R, "colour": "blue"}) == 1.0

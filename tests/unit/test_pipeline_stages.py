@@ -135,5 +135,14 @@ def test_only_critical_alerts_firing_since_the_promotion_count_against_the_colou
     assert alerts_against(alerts, "green", PROMOTED_AT) == ("NoColour", "Since", "Unreadable")
 
 
+def test_only_the_promoted_model_s_alerts_count():
+    alerts = [
+        _alert("Digits", model="digits", colour="green"),
+        _alert("Regressor", model="regressor", colour="green"),  # another model's production on green
+        _alert("NoModel", colour="green"),  # a colour's own trouble (its target down) concerns every model
+    ]
+    assert alerts_against(alerts, "green", PROMOTED_AT, "digits") == ("Digits", "NoModel")
+
+
 def test_no_alert_is_no_verdict_against():
     assert alerts_against([], "green", PROMOTED_AT) == ()

@@ -53,13 +53,13 @@ def test_a_deploy_registers_smokes_then_retires_the_old_version(stack, clients, 
     ]
     assert served(server) == (["1.1"], "1.1")
     assert staged(stack) == ["regressor-1.1.mar"]
-    assert clients.smoke.calls == [("/test/predict", "green", "1.1")]
-    assert read_deployments(stack)["green"] == {"regressor": "1.1"}
+    assert clients.smoke.calls == [("/test/predict/regressor", "green", "1.1")]
+    assert read_deployments(stack)["green"] == {"regressor": "1.1", "digits": "1.0"}  # the other model untouched
     assert server.changes("blue") == [] and staged(stack, "blue") == ["regressor-1.0.mar"]
 
 
 def test_a_failed_smoke_test_puts_staging_back_as_it_was(stack, clients, server):
-    clients.smoke.fails_on = {"/test/predict"}
+    clients.smoke.fails_on = {"/test/predict/regressor"}
     with pytest.raises(PreflightError, match="smoke test of green 1.1"):
         deploy.deploy(stack, stack.model_store / "regressor-1.1.mar", clients=clients)
     assert server.changes("green") == [
@@ -78,7 +78,7 @@ def test_a_failed_smoke_test_leaves_the_deployments_record_as_it_was(stack, clie
     deploy.deploy(stack, stack.model_store / "regressor-1.1.mar", clients=clients)
     record = deployments_file(stack).read_bytes()
     write_archive(stack, "regressor", "1.2")
-    clients.smoke.fails_on = {"/test/predict"}
+    clients.smoke.fails_on = {"/test/predict/regressor"}
     with pytest.raises(PreflightError):
         deploy.deploy(stack, stack.model_store / "regressor-1.2.mar", clients=clients)
     assert deployments_file(stack).read_bytes() == record
@@ -119,7 +119,7 @@ def test_a_refused_default_unregisters_the_new_version(stack, clients, server):
 
 def test_a_version_staging_had_already_is_not_unregistered_by_the_undo(stack, clients, server):
     server.versions["green"]["regressor"].append("1.1")  # registered before, not the default
-    clients.smoke.fails_on = {"/test/predict"}
+    clients.smoke.fails_on = {"/test/predict/regressor"}
     with pytest.raises(PreflightError):
         deploy.deploy(stack, stack.model_store / "regressor-1.1.mar", clients=clients)
     assert served(server) == (["1.0", "1.1"], "1.0")

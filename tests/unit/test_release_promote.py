@@ -10,10 +10,10 @@ import dataclasses
 import pytest
 import requests
 
-from tests.unit.fakes import FakeSmoke, FakeSwitch, FakeTorchServe, fake_clients, make_stack
+from tests.unit.fakes import FakeSmoke, FakeSwitch, FakeTorchServe, fake_clients, make_stack, write_archive
 from twinserve.errors import PreflightError, ServiceError
 from twinserve.release import promote
-from twinserve.store.state import production_file
+from twinserve.store.state import production_file, read_production, write_production
 
 
 @pytest.fixture
@@ -49,13 +49,13 @@ def test_a_switch_checks_the_target_flips_then_checks_production(stack, clients,
     assert promote.switch_to(stack, "green", clients=clients) == "blue"
     assert state_file(stack) == "green\n"
     assert switch.calls == ["green"] and switch.production == "green"
-    assert [c[0] for c in smoke.calls] == ["/test/predict"] + ["/predict"] * 20
+    assert [c[0] for c in smoke.calls] == ["/test/predict/regressor"] + ["/predict/regressor"] * 20
     assert {c[1:] for c in smoke.calls} == {("green", "1.1")}
 
 
 def test_swap_and_rollback_say_where_production_is(stack, clients):
-    assert promote.swap(stack, clients=clients) == "production is GREEN (was BLUE)"
-    assert promote.rollback(stack, clients=clients) == "production is BLUE (was GREEN)"
+    assert promote.swap(stack, clients=clients) == "regressor: production is GREEN (was BLUE)"
+    assert promote.rollback(stack, clients=clients) == "regressor: production is BLUE (was GREEN)"
     assert state_file(stack) == "blue\n"
 
 
@@ -63,18 +63,21 @@ def test_a_refused_flip_restores_the_previous_colour_and_says_so(stack, clients,
     switch.refuses = {"green"}
     with pytest.raises(ServiceError) as refused:
         promote.switch_to(stack, "green", clients=clients)
-    assert str(refused.value) == "nginx refused the switch to green: HTTP 500 lua error; production is blue again"
+    assert (
+        str(refused.value)
+        == "nginx refused the switch of regressor to green: HTTP 500 lua error; regressor's production is blue again"
+    )
     assert state_file(stack) == "blue\n"
     assert switch.calls == ["green", "blue"] and switch.production == "blue"
     assert server.changes("blue") == server.changes("green") == []
 
 
 def test_a_wrong_answer_after_the_flip_restores_the_previous_colour(stack, clients, switch, smoke):
-    smoke.fails_on = {"/predict"}
+    smoke.fails_on = {"/predict/regressor"}
     with pytest.raises(PreflightError) as failed:
         promote.switch_to(stack, "green", clients=clients)
     assert "smoke test of green 1.1" in str(failed.value)
-    assert str(failed.value).endswith("; production is blue again")
+    assert str(failed.value).endswith("; regressor's production is blue again")
     assert state_file(stack) == "blue\n"
     assert switch.calls == ["green", "blue"] and switch.production == "blue"
 
@@ -89,26 +92,26 @@ def test_a_verify_that_cannot_reach_the_target_restores_too(stack, clients, swit
         original(colour, method, *args)
 
     server.check = down_after_the_flip
-    with pytest.raises(ServiceError, match="green management API unreachable.*; production is blue again$"):
+    with pytest.raises(ServiceError, match="green management API unreachable.*; regressor's production is blue again$"):
         promote.switch_to(stack, "green", clients=clients)
     assert state_file(stack) == "blue\n" and switch.production == "blue"
 
 
 def test_when_nginx_cannot_be_switched_back_the_error_says_what_to_do(stack, clients, switch, smoke):
-    smoke.fails_on = {"/predict"}
+    smoke.fails_on = {"/predict/regressor"}
     switch.refuses = {"blue"}
     with pytest.raises(PreflightError) as failed:
         promote.switch_to(stack, "green", clients=clients)
     message = str(failed.value)
     assert "smoke test of green 1.1" in message
-    assert "the state file says blue again, but nginx was not switched back" in message
-    assert "nginx refused the switch to blue" in message and message.endswith("run `make up`")
+    assert "the state file says blue again for regressor, but nginx was not switched back" in message
+    assert "nginx refused the switch of regressor to blue" in message and message.endswith("run `make up`")
     assert state_file(stack) == "blue\n"
     assert switch.production == "green"  # what Nginx really does now: the message tells the operator
 
 
 def test_an_interrupt_after_the_flip_restores_and_is_not_swallowed(stack, clients, switch, smoke):
-    smoke.interrupt_on = {"/predict"}
+    smoke.interrupt_on = {"/predict/regressor"}
     with pytest.raises(KeyboardInterrupt):
         promote.switch_to(stack, "green", clients=clients)
     assert state_file(stack) == "blue\n"
@@ -121,7 +124,7 @@ def test_an_interrupt_after_the_flip_restores_and_is_not_swallowed(stack, client
         (lambda server, smoke: server.down.add("green"), "green management API unreachable"),
         (lambda server, smoke: server.workers.update({("green", "regressor", "1.1"): ["UNLOADING"]}), "no ready"),
         (lambda server, smoke: server.versions["green"].update(regressor=[]), "green serves no version"),
-        (lambda server, smoke: smoke.fails_on.add("/test/predict"), "smoke test of green 1.1"),
+        (lambda server, smoke: smoke.fails_on.add("/test/predict/regressor"), "smoke test of green 1.1"),
     ],
 )
 def test_a_failed_preflight_changes_nothing(stack, clients, server, switch, smoke, breakage, says):
@@ -130,7 +133,7 @@ def test_a_failed_preflight_changes_nothing(stack, clients, server, switch, smok
         promote.switch_to(stack, "green", clients=clients)
     assert state_file(stack) == "blue\n"
     assert switch.calls == []
-    assert not any(path == "/predict" for path, *_ in smoke.calls)
+    assert not any(path == "/predict/regressor" for path, *_ in smoke.calls)
 
 
 @pytest.mark.parametrize(
@@ -163,8 +166,12 @@ def test_production_is_not_switched_to_itself(stack, clients, switch):
     ("nginx_says", "line"),
     [
         ("blue", "production is BLUE"),
-        ("green", "production is BLUE (but nginx routes /predict to GREEN)"),
-        (None, "production is BLUE (but nginx has no production colour and answers /predict with 503: run `make up`)"),
+        ("green", "production is BLUE (but nginx routes /predict/regressor to GREEN)"),
+        (
+            None,
+            "production is BLUE (but nginx has no production colour and answers /predict/regressor with 503: "
+            "run `make up`)",
+        ),
     ],
 )
 def test_which_says_when_nginx_disagrees(stack, clients, switch, nginx_says, line):
@@ -173,8 +180,33 @@ def test_which_says_when_nginx_disagrees(stack, clients, switch, nginx_says, lin
 
 
 def test_which_falls_back_to_the_state_file_when_nginx_is_down(stack, clients, switch):
-    def unreachable(stack):
+    def unreachable(stack, model=None):
         raise ServiceError("nginx admin endpoint unreachable: ConnectionError")
 
     switch.get_production = unreachable
     assert promote.which(stack, clients=clients) == "production is BLUE"
+
+
+def test_swapping_one_model_never_moves_another(tmp_path, smoke):
+    stack = make_stack(tmp_path, "blue", versions=("1.0",))
+    write_archive(stack, "digits", "1.0", golden=[{"data": [[0] * 8] * 8, "label": 0, "probabilities": [1.0]}])
+    write_archive(stack, "digits", "1.1", golden=[{"data": [[0] * 8] * 8, "label": 0, "probabilities": [1.0]}])
+    write_production(stack, "blue", "digits")
+    server = FakeTorchServe({c: {"regressor": "1.0", "digits": v} for c, v in (("blue", "1.0"), ("green", "1.1"))})
+    switch = FakeSwitch("blue", {"digits": "blue"})
+    clients = fake_clients(server, switch, smoke)
+    assert promote.swap(stack, "digits", clients=clients) == "digits: production is GREEN (was BLUE)"
+    assert switch.models == ["digits"] and switch.others == {"digits": "green"} and switch.production == "blue"
+    assert read_production(stack, "digits") == "green" and read_production(stack) == "blue"
+    assert {path for path, *_ in smoke.calls} == {"/test/predict/digits", "/predict/digits"}
+    assert not any(c[1] == "describe" and c[2] == "regressor" for c in server.calls)  # its preflight is digits' only
+    assert promote.which_all(stack, clients=clients) == (
+        ["regressor: production is BLUE", "digits: production is GREEN"],
+        True,
+    )
+
+
+def test_which_all_says_which_model_has_no_colour(stack, clients):
+    lines, ok = promote.which_all(stack, clients=clients)
+    assert not ok and lines[0] == "regressor: production is BLUE"
+    assert lines[1].startswith("digits: error: ") and "production.digits" in lines[1]

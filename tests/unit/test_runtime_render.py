@@ -1,6 +1,7 @@
 """twinserve/runtime/render.py: the rendered Nginx and TorchServe configs take every port and address
 from the stack description, and Nginx accepts its config."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ from twinserve.runtime.render import (
     lua_literal,
     render_nginx,
     render_torchserve,
+    routes,
+    unknown_model_body,
 )
 from twinserve.settings import load_stack, parse_stack
 
@@ -40,7 +43,9 @@ def test_nginx_listens_and_proxies_on_the_stack_ports(stack):
     for name, colour in stack.colours.items():
         assert re.search(rf"upstream {name} \{{\s*server 127\.0\.0\.1:{colour.inference_port};", text)
     assert "proxy_pass http://$colour/predictions/regressor;" in text
-    assert f'production_file = "{stack.state_dir / "production"}"' in text
+    for model in stack.models:
+        assert f'{model} = "{stack.state_dir / f"production.{model}"}"' in text
+    assert f'legacy_production_file = "{stack.state_dir / "production"}"' in text
     assert f'token_file = "{stack.state_dir / "admin-token"}"' in text
     assert f"pid {stack.var_dir / 'nginx' / 'nginx.pid'};" in text
 
@@ -162,3 +167,46 @@ def test_nginx_carries_the_inference_key_and_never_the_client_authorization(stac
         assert "proxy_set_header Authorization $ts_authorization;" in location
     for colour in stack.colours:
         assert f'{colour} = "{stack.colour_dir(colour) / "key_file.json"}"' in text
+
+
+# --- several models: routes, body limits, unknown models ---------------------
+
+
+def test_every_model_has_its_routes_and_the_default_keeps_the_short_ones(stack):
+    found = {(r.path, r.route, r.model) for r in routes(stack)}
+    assert found == {
+        ("/predict", "production", "regressor"), ("/test/predict", "test", "regressor"),
+        ("/predict/regressor", "production", "regressor"), ("/test/predict/regressor", "test", "regressor"),
+        ("/predict/digits", "production", "digits"), ("/test/predict/digits", "test", "digits"),
+    }  # fmt: skip
+
+
+def location(text: str, path: str) -> str:
+    return text.split(f"location = {path} {{")[1].split("\n        }\n")[0]
+
+
+def test_each_route_proxies_to_its_model_with_its_own_body_limit(stack):
+    text = render_nginx(stack)
+    cases = [("/predict/digits", "digits", 262144), ("/test/predict/digits", "digits", 262144),
+             ("/predict", "regressor", 65536), ("/predict/regressor", "regressor", 65536)]  # fmt: skip
+    for path, model, limit in cases:
+        block = location(text, path)
+        assert f"proxy_pass http://$colour/predictions/{model};" in block
+        assert f"client_max_body_size {limit};" in block
+        assert f"error_page 413 @error413_{model};" in block
+        route = "test" if path.startswith("/test") else "production"
+        assert f'require("twinserve.edge").route("{route}", "{model}")' in block
+    assert re.search(r"location @error413_digits \{[^}]*at most 262144 bytes for digits", text)
+
+
+def test_an_unknown_model_gets_a_404_listing_the_models(stack):
+    text = render_nginx(stack)
+    body = json.loads(unknown_model_body(stack))
+    assert body["models"] == ["regressor", "digits"] and "regressor, digits" in body["error"]
+    for prefix in ("/predict/", "/test/predict/"):
+        block = text.split(f"location ^~ {prefix} {{")[1].split("\n        }")[0]
+        assert f"return 404 '{unknown_model_body(stack)}\\n';" in block
+
+
+def test_torchserve_takes_the_largest_model_s_body(stack):
+    assert "max_request_size=262144" in render_torchserve(stack, "blue", {}).splitlines()

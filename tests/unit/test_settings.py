@@ -11,7 +11,7 @@ from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from tests.unit.stacks import RAW, all_ports, raw_copy, shifted
 from twinserve.errors import ConfigError
 from twinserve.runtime.render import render_nginx
-from twinserve.settings import STACK_FILE, load_stack, parse_stack, project_dir
+from twinserve.settings import STACK_FILE, ModelSpec, load_stack, parse_size, parse_stack, project_dir
 
 
 def test_the_default_stack_loads(monkeypatch):
@@ -206,3 +206,61 @@ def test_a_command_outside_any_project_says_so_in_one_line(tmp_path):
     )
     assert result.returncode != 0 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "TWINSERVE_HOME" in result.stderr, result.stderr
+
+
+# --- several models ----------------------------------------------------------
+
+
+def test_the_stack_serves_both_models_and_regressor_by_default(tmp_path):
+    stack = parse_stack(raw_copy(), tmp_path / "stack.yaml")
+    assert list(stack.models) == ["regressor", "digits"]
+    assert stack.default == "regressor" and stack.model() == "regressor" and stack.model("digits") == "digits"
+    with pytest.raises(ConfigError, match="unknown model 'cats'; this stack serves regressor, digits"):
+        stack.model("cats")
+
+
+def test_without_default_model_the_first_model_is_the_default(tmp_path):
+    raw = raw_copy()
+    del raw["default_model"]
+    raw["models"] = dict(reversed(raw["models"].items()))
+    assert parse_stack(raw, tmp_path / "s.yaml").default == "digits"
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("default_model", "cats", "default_model 'cats' is not one of models"),
+    ("models", {"Bad-Name": {"dir": "models/x", "version": "1"}}, "model names must be lower-case words"),
+    ("models", {"a b": {"dir": "models/x", "version": "1"}}, "model names must be lower-case words"),
+])  # fmt: skip
+def test_bad_model_names_are_refused(tmp_path, field, value, message):
+    raw = raw_copy()
+    raw[field] = value
+    if field == "models":
+        raw.pop("default_model")
+    with pytest.raises(ConfigError, match=message):
+        parse_stack(raw, tmp_path / "s.yaml")
+
+
+@pytest.mark.parametrize(("value", "size"), [(65536, 65536), ("64k", 65536), ("1m", 1 << 20), (" 2K ", 2048)])
+def test_sizes(value, size):
+    assert parse_size(value, "x") == size
+
+
+@pytest.mark.parametrize("value", ["", "1g", "-1", "1.5k", True, None])
+def test_bad_sizes(value):
+    with pytest.raises(ConfigError, match="not a size"):
+        parse_size(value, "x")
+
+
+@pytest.mark.parametrize(("config", "limit"), [
+    ({"twinserve": {"max_body": 1000}, "handler": {"max_bytes": 5}}, 1000),  # twinserve: wins
+    ({"handler": {"max_bytes": 262144}}, 262144),
+    ({"twinserve": {"handler": "tabular"}}, 65536),  # the stack's nginx.max_body
+])  # fmt: skip
+def test_a_model_s_body_limit_comes_from_its_model_config(tmp_path, config, limit):
+    (tmp_path / "model-config.yaml").write_text(yaml.safe_dump(config))
+    assert ModelSpec("m", tmp_path, "1.0").body_limit("64k") == limit
+
+
+def test_the_shipped_models_limits(tmp_path):
+    stack = parse_stack(raw_copy(), tmp_path / "stack.yaml")
+    assert stack.body_limits() == {"regressor": 65536, "digits": 262144}

@@ -1,6 +1,7 @@
 """twinserve/store/state.py: which colour is production, kept in a file that is replaced atomically."""
 
 import copy
+import json
 import os
 
 import pytest
@@ -32,8 +33,10 @@ def test_a_new_install_gets_the_first_colour_once(stack):
     assert not state.production_file(stack).exists()
     with pytest.raises(ConfigError, match="never set up; run `make up`"):
         state.read_production(stack)
-    assert state.initialise(stack) == [str(state.production_file(stack)), str(state.admin_token_file(stack))]
+    every_model = [str(state.production_file(stack, m)) for m in stack.models]
+    assert state.initialise(stack) == [*every_model, str(state.admin_token_file(stack))]
     assert state.read_production(stack) == "blue"
+    assert state.read_production(stack, "digits") == "blue"
     state.write_production(stack, "green")
     assert state.initialise(stack) == []  # set up already: nothing is rewritten
     assert state.read_production(stack) == "green"
@@ -53,7 +56,9 @@ def test_a_missing_file_in_a_stack_already_set_up_is_an_error_not_blue(stack):
     state.initialise(stack)
     state.record_deployment(stack, "green", "regressor", "1.1")
     state.production_file(stack).unlink()
-    with pytest.raises(ConfigError, match=r"state/production is missing; write the colour .* \(blue or green\)"):
+    with pytest.raises(
+        ConfigError, match=r"production.regressor is missing; write the colour .*/predict/regressor \(blue or green\)"
+    ):
         state.read_production(stack)
     assert state.initialise(stack) == []  # not new: no colour is made up
     assert not state.production_file(stack).exists()
@@ -160,7 +165,7 @@ def test_surrounding_whitespace_in_the_file_is_ignored(stack):
 def test_the_write_leaves_no_temporary_file(stack):
     for colour in ("green", "blue", "green"):
         state.write_production(stack, colour)
-    assert [p.name for p in state.production_file(stack).parent.iterdir()] == ["production"]
+    assert [p.name for p in state.production_file(stack).parent.iterdir()] == ["production.regressor"]
     assert state.production_file(stack).stat().st_mode & 0o777 == 0o644  # Nginx's master and the exporter read it
 
 
@@ -176,7 +181,7 @@ def test_a_failed_write_keeps_the_old_file_whole(stack, monkeypatch):
         state.write_production(stack, "blue")
     monkeypatch.undo()
     assert state.read_production(stack) == "green"
-    assert [p.name for p in state.production_file(stack).parent.iterdir()] == ["production"]
+    assert [p.name for p in state.production_file(stack).parent.iterdir()] == ["production.regressor"]
 
 
 def test_the_file_is_replaced_not_rewritten_in_place(stack):
@@ -189,15 +194,76 @@ def test_the_file_is_replaced_not_rewritten_in_place(stack):
 
 
 def test_deployments_start_with_the_stack_versions(stack):
-    assert state.read_deployments(stack) == {"blue": {"regressor": "1.0"}, "green": {"regressor": "1.0"}}
+    both = {"regressor": "1.0", "digits": "1.0"}
+    assert state.read_deployments(stack) == {"blue": both, "green": both}
 
 
-def test_a_deployment_is_recorded_for_one_colour_only(stack_file):
+def test_a_deployment_is_recorded_for_one_colour_and_model_only(stack_file):
     state.record_deployment(load_stack(stack_file), "green", "regressor", "1.1")
     assert state.read_deployments(load_stack(stack_file)) == {
-        "blue": {"regressor": "1.0"},
-        "green": {"regressor": "1.1"},
+        "blue": {"regressor": "1.0", "digits": "1.0"},
+        "green": {"regressor": "1.1", "digits": "1.0"},
     }
+    assert json.loads(state.deployments_file(load_stack(stack_file)).read_text()) == {"green": {"regressor": "1.1"}}
+
+
+def test_each_model_has_its_own_colour(stack):
+    state.initialise(stack)
+    state.write_production(stack, "green", "digits")
+    assert state.read_production(stack, "digits") == "green"
+    assert state.read_production(stack, "regressor") == "blue"
+    assert state.read_production(stack) == "blue"  # the default model
+    assert state.read_productions(stack) == {"regressor": "blue", "digits": "green"}
+
+
+def test_one_model_s_bad_file_is_that_model_s_error_only(stack):
+    state.initialise(stack)
+    state.production_file(stack, "digits").write_text("purple\n")
+    found = state.read_productions(stack)
+    assert found["regressor"] == "blue"
+    assert isinstance(found["digits"], ConfigError) and "/predict/digits" in str(found["digits"])
+
+
+def test_an_unknown_model_is_refused_listing_the_models(stack):
+    with pytest.raises(ConfigError, match="unknown model 'nope'; this stack serves regressor, digits"):
+        state.read_production(stack, "nope")
+    with pytest.raises(ConfigError, match="unknown model"):
+        state.write_production(stack, "green", "nope")
+
+
+def test_the_single_model_file_is_read_as_the_default_model_s_then_moved(stack):
+    """A state dir from before several models: `production` holds the one colour."""
+    state.initialise(stack)
+    for model in stack.models:
+        state.production_file(stack, model).unlink()
+    state.record_deployment(stack, "green", "regressor", "1.1")
+    state.legacy_production_file(stack).write_text("green\n")
+    assert state.read_production(stack) == "green"
+    written = state.initialise(stack)
+    # digits was never deployed (both colours serve its stack version): it gets the first colour.
+    assert written == [str(state.production_file(stack, "regressor")), str(state.production_file(stack, "digits"))]
+    assert not state.legacy_production_file(stack).exists()
+    assert state.read_productions(stack) == {"regressor": "green", "digits": "blue"}
+
+
+def test_a_bad_single_model_file_is_left_for_a_human(stack):
+    state.initialise(stack)
+    state.production_file(stack).unlink()
+    state.record_deployment(stack, "green", "regressor", "1.1")
+    state.legacy_production_file(stack).write_text("purple\n")
+    assert state.initialise(stack) == []
+    with pytest.raises(ConfigError, match=r"state/production says 'purple'"):
+        state.read_production(stack)
+
+
+def test_a_deployed_model_that_lost_its_file_gets_no_colour_but_the_others_keep_theirs(stack):
+    state.initialise(stack)
+    state.record_deployment(stack, "green", "digits", "1.1")
+    state.production_file(stack, "digits").unlink()
+    assert state.initialise(stack) == []
+    with pytest.raises(ConfigError, match="production.digits is missing"):
+        state.read_production(stack, "digits")
+    assert state.read_production(stack, "regressor") == "blue"
 
 
 def test_one_change_at_a_time_and_the_second_says_who_holds_it(stack):

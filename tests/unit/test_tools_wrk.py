@@ -1,8 +1,12 @@
-"""twinserve/tools/wrk.py: wrk's latency report read into figures."""
+"""twinserve/tools/wrk.py: wrk's latency report read into figures; the model's samples in its Lua script."""
+
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from twinserve.tools.wrk import WrkReport, parse_report
+from twinserve.tools.wrk import WrkReport, lua_string, parse_report, samples_script
 
 WRK_REPORT = """\
 Running 10s test @ http://127.0.0.1:8080/predict
@@ -67,3 +71,31 @@ def test_what_is_not_a_wrk_latency_report(text):
 
 def test_a_run_with_no_requests_has_no_ok_rate():
     assert WrkReport(requests=0, seconds=1.0, rps=0.0, p50_ms=0, p99_ms=0, non_2xx=0, socket_errors=0).ok_rps == 0.0
+
+
+# --- the model's samples in wrk's Lua script (make bench) ------------------------------------------------
+
+SAMPLE_PNG = (Path(__file__).resolve().parents[2] / "models" / "digits" / "samples" / "digit-7.png").read_bytes()
+FAKE_WRK = """
+wrk = {headers = {Host = "127.0.0.1:8080", ["X-Extra"] = "yes"}}
+function wrk.format(method, path, headers, body)
+  local hex = body:gsub(".", function(c) return string.format("%02x", c:byte()) end)
+  return method .. " " .. tostring(path) .. " " .. headers["Content-Type"] .. " " .. headers.Host .. " "
+    .. headers["X-Extra"] .. " " .. hex
+end
+"""
+
+
+@pytest.mark.skipif(shutil.which("lua5.1") is None, reason="lua5.1 not installed (lua-check brings it)")
+def test_the_wrk_script_sends_every_sample_byte_for_byte_with_its_content_type():
+    samples = [(SAMPLE_PNG, "image/png"), (b'{"data": [0.2, "\\\\"]}', "application/json"), (bytes(range(256)), "x/y")]
+    driver = "init({})\nlocal seen = {}\nfor i = 1, 400 do seen[request()] = true end\n"
+    driver += "for r in pairs(seen) do print(r) end\n"
+    script = FAKE_WRK + samples_script(samples) + driver
+    out = subprocess.run(["lua5.1", "-"], input=script, capture_output=True, text=True, check=True).stdout
+    expected = {f"POST nil {kind} 127.0.0.1:8080 yes {body.hex()}" for body, kind in samples}
+    assert set(out.splitlines()) == expected  # all of them, picked at random, none altered
+
+
+def test_lua_strings_escape_what_is_not_printable():
+    assert lua_string(b'a"b\\c\x00\x891') == '"a\\034b\\092c\\000\\1371"'

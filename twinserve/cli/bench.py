@@ -1,6 +1,6 @@
 """Benchmark: serving (twinserve against default TorchServe and FastAPI), drift (its cost), drift-broker.
 
-    serving        wrk at 100/200 connections, ab, the targets (needs `twinserve up`)
+    serving        each model's route vs its peers, wrk at 1/10/50/200 connections, a plot per model (needs `up`)
     drift          the cost of publishing inputs on /predict, the consumer's throughput (needs `twinserve up`)
     drift-broker   the broker's memory per million input rows (a broker of its own; no stack needed)
 
@@ -12,11 +12,12 @@ from pathlib import Path
 
 def arguments(parser) -> None:
     sub = parser.add_subparsers(dest="bench", required=True, metavar="<benchmark>")
-    serving = sub.add_parser("serving", help="twinserve vs default TorchServe vs two FastAPIs")
-    serving.add_argument("--connections", type=int, nargs="+", default=[100, 200])
-    serving.add_argument("--runs", type=int, default=5)
-    serving.add_argument("--seconds", type=int, default=8)
-    serving.add_argument("--warmup", type=int, default=15)
+    serving = sub.add_parser("serving", help="each model vs default TorchServe and its FastAPI peers, a plot per model")
+    serving.add_argument("--models", nargs="+", help="models of the stack (default: all of them)")
+    serving.add_argument("--connections", type=int, nargs="+", default=[1, 10, 50, 200])
+    serving.add_argument("--runs", type=int, default=3)
+    serving.add_argument("--seconds", type=int, default=5)
+    serving.add_argument("--warmup", type=int, default=10)
     serving.add_argument("--only", choices=["twinserve", "default", "fastapi", "fastapi-tuned"], nargs="+")
     drift = sub.add_parser("drift", help="the cost of publishing inputs, the consumer's throughput")
     drift.add_argument("--connections", type=int, nargs="+", default=[10, 100])

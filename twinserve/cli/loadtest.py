@@ -1,7 +1,9 @@
-"""Load-test Nginx with headless Locust and judge it: error ratio, p99 and requests/s (the pipeline's load gate).
+"""Load-test a model's route with headless Locust and its samples, and judge it: error ratio, p99 and req/s.
 
-Reports go to --out (Locust's CSV and HTML). A missed threshold exits 1 with the
-thresholds it missed; ROUTE /test/predict tests staging.
+MODEL is a model of the stack (default: its default model); Locust sends its
+`twinserve.samples` (model-config.yaml), one at random per request, to its
+production route (--staging: its test route). Reports go to --out (Locust's CSV
+and HTML). A missed threshold exits 1 with the thresholds it missed.
 """
 
 from pathlib import Path
@@ -12,7 +14,8 @@ def arguments(parser) -> None:
 
     defaults = Thresholds()
     parser.add_argument("--host", help="default: the stack's Nginx URL")
-    parser.add_argument("--route", default="/predict", choices=["/predict", "/test/predict"])
+    parser.add_argument("--model", help="a model of the stack (default: its default model)")
+    parser.add_argument("--staging", action="store_true", help="the model's staging route instead of production's")
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--spawn-rate", type=int, default=25)
     parser.add_argument("--seconds", type=int, default=30)
@@ -24,14 +27,20 @@ def arguments(parser) -> None:
 
 def run(args) -> None:
     from twinserve.errors import CheckFailed
-    from twinserve.pipeline.loadtest import Thresholds, judge, run_locust
+    from twinserve.pipeline.loadtest import Thresholds, judge, model_samples, run_locust
+    from twinserve.routes import route_for
     from twinserve.settings import load_stack, project_dir
 
+    stack = load_stack(args.stack)
     args.out = args.out or project_dir() / "var" / "loadtest"
-    host = args.host or load_stack(args.stack).nginx.url
-    agg = run_locust(host, args.route, args.users, args.spawn_rate, args.seconds, args.out)
+    host = args.host or stack.nginx.url
+    model = stack.model(args.model)
+    samples = model_samples(stack.models[model].dir)
+    route = route_for(model, staging=args.staging)
+    agg = run_locust(host, route, args.users, args.spawn_rate, args.seconds, args.out, samples)
     print(
-        f"locust {args.users} users {args.seconds}s on {host}{args.route}: {agg.requests} requests, "
+        f"locust {args.users} users {args.seconds}s on {host}{route} ({model}, {len(samples)} samples): "
+        f"{agg.requests} requests, "
         f"{agg.failures} failures (ratio {agg.error_ratio:.4f}), p99 {agg.p99_ms:.0f} ms, {agg.rps:.1f} req/s"
     )
     print(f"reports: {args.out}/locust_stats.csv, {args.out}/locust.html")

@@ -1,11 +1,13 @@
-"""Promote staging to production: Nginx's switch flips with no failed request.
+"""Promote a model's staging colour to production: Nginx's switch flips with no failed request.
+
+MODEL is a model of the stack (default: its default model); the other models keep their colours.
 
 Takes the stack's lock: one change at a time, with deploy, rollback and the pipeline.
 """
 
 
 def arguments(parser) -> None:
-    pass
+    parser.add_argument("model", nargs="?", help="a model of the stack (default: the stack's default model)")
 
 
 def run(args) -> None:
@@ -15,4 +17,4 @@ def run(args) -> None:
 
     stack = load_stack(args.stack)
     with exclusive(stack, "twinserve swap"):
-        print(promote.swap(stack))
+        print(promote.swap(stack, args.model))

@@ -1,7 +1,7 @@
 """twinserve's own Prometheus exporter: what only the control plane knows.
 
 Read at every scrape (nothing cached, nothing to drift): which colour is
-production (the state file), which model version each colour serves and how
+production for each model (its state file), which model version each colour serves and how
 many of its workers are ready (each colour's management API, on loopback),
 and how many production input rows the workers published to the broker or dropped.
 Natively also the supervision of the stack's processes: whether each runs and
@@ -25,7 +25,7 @@ from twinserve.errors import ConfigError, ServiceError
 from twinserve.runtime import broker_retention, processes
 from twinserve.runtime.torchserve import Management, publisher_stats_dir
 from twinserve.settings import Stack
-from twinserve.store.state import read_production
+from twinserve.store.state import read_productions
 
 
 class ControlPlaneCollector:
@@ -41,17 +41,19 @@ class ControlPlaneCollector:
 
     def collect(self):
         state_ok = GaugeMetricFamily(
-            "twinserve_state_valid", "1 if the production state file is valid; 0: /predict answers 503, see the logs."
+            "twinserve_state_valid",
+            "1 if the model's production state file is valid; 0: /predict/<model> answers 503, see the logs.",
+            labels=["model"],
         )
-        try:
-            production = read_production(self.stack)
-            state_ok.add_metric([], 1.0)
-        except ConfigError as exc:  # the rest of the page still says what it can
-            print(f"exporter: {exc}", flush=True)
-            production = None
-            state_ok.add_metric([], 0.0)
+        productions = read_productions(self.stack)
+        for model, production in productions.items():
+            if isinstance(production, ConfigError):  # the rest of the page still says what it can
+                print(f"exporter: {production}", flush=True)
+            state_ok.add_metric([model], 0.0 if isinstance(production, ConfigError) else 1.0)
         yield state_ok
-        prod = GaugeMetricFamily("twinserve_production", "1 for the colour /predict is routed to.", labels=["colour"])
+        prod = GaugeMetricFamily(
+            "twinserve_production", "1 for the colour /predict/<model> is routed to.", labels=["model", "colour"]
+        )
         up = GaugeMetricFamily("twinserve_colour_up", "1 if the colour's management API answers.", labels=["colour"])
         info = GaugeMetricFamily(
             "twinserve_model_version_info", "The default version each colour serves.",
@@ -61,11 +63,12 @@ class ControlPlaneCollector:
             "twinserve_ready_workers", "Workers in state READY.", labels=["colour", "model", "version"]
         )
         for colour in self.stack.colours:
-            prod.add_metric([colour], 1.0 if colour == production else 0.0)
-            role = "production" if colour == production else "staging"
+            for model, production in productions.items():
+                prod.add_metric([model, colour], 1.0 if colour == production else 0.0)
             client = self.management(self.stack, colour, timeout=2.0)
             try:
-                for model in self.stack.models:
+                for model, production in productions.items():
+                    role = "production" if colour == production else "staging"
                     default = client.default_version(model)
                     for description in client.describe(model):
                         version = description["modelVersion"]

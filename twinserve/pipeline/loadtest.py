@@ -1,19 +1,23 @@
 """Headless Locust run with a pass/fail gate (`twinserve loadtest`; the pipeline's load gate).
 
-Runs simulator/locust/locustfile.py, keeps Locust's CSV and HTML reports,
-and judges the aggregate against thresholds: error ratio, p99 latency and
-minimum requests/s. A run that produced no report raises ServiceError, a
-missed threshold CheckFailed (twinserve/cli/loadtest.py): library code, it
-never exits the process.
+Runs simulator/locust/locustfile.py against one model's route with that model's
+sample requests (twinserve.samples in its model-config.yaml: JSON rows, PNG bytes,
+...), keeps Locust's CSV and HTML reports, and judges the aggregate against
+thresholds: error ratio, p99 latency and minimum requests/s. A run that produced no
+report raises ServiceError, a missed threshold CheckFailed (twinserve/cli/loadtest.py):
+library code, it never exits the process.
 """
 
 import csv
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from twinserve.errors import ServiceError
+from archiver import modelconfig
+from archiver.modelconfig import ModelConfigError, Payload
+from twinserve.errors import ConfigError, ServiceError
 from twinserve.settings import project_dir
 
 LOCUSTFILE = Path("simulator", "locust", "locustfile.py")  # in the project directory
@@ -66,12 +70,26 @@ def judge(agg: Aggregate, limits: Thresholds) -> list[str]:
     return missed
 
 
-def run_locust(host: str, route: str, users: int, spawn_rate: int, seconds: int, out_dir: Path) -> Aggregate:
+def model_samples(model_dir: Path) -> tuple[Payload, ...]:
+    """The request bodies a model's load tests send: its twinserve.samples."""
+    try:
+        return modelconfig.load(model_dir).samples
+    except ModelConfigError as exc:
+        raise ConfigError(f"{model_dir}: {exc}") from None
+
+
+def run_locust(
+    host: str, route: str, users: int, spawn_rate: int, seconds: int, out_dir: Path, samples: tuple[Payload, ...]
+) -> Aggregate:
+    """Locust on host+route sending `samples` (picked at random) and a few invalid bodies; its aggregate."""
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = out_dir / "locust"
+    samples_file = out_dir / "samples.json"
+    samples_file.write_text(json.dumps([s.to_dict() for s in samples]))
     argv = [
         sys.executable, "-m", "locust", "-f", str(project_dir() / LOCUSTFILE), "--headless", "--only-summary",
-        "--host", host, "--route", route, "-u", str(users), "-r", str(spawn_rate), "-t", f"{seconds}s",
+        "--host", host, "--route", route, "--samples", str(samples_file),
+        "-u", str(users), "-r", str(spawn_rate), "-t", f"{seconds}s",
         "--csv", str(prefix), "--html", str(out_dir / "locust.html"), "--loglevel", "WARNING",
     ]  # fmt: skip
     result = subprocess.run(argv, capture_output=True, text=True)

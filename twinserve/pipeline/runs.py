@@ -39,22 +39,29 @@ def start(stack: Stack, model_dir: Path, version: str | None, run_id: str | None
     return records.new(stack, model_dir.resolve(), model, version, run_id)
 
 
+def _production(ctx: Context) -> str:
+    """The production colour of the model this run ships (every model has its own)."""
+    return read_production(ctx.stack, ctx.record["model"])
+
+
 def _roll_back(ctx: Context) -> bool:
     """Production back to the colour it had before this run promoted; True if it is."""
     before = ctx.record["production_before"]
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second abort must not split state and Nginx
     try:
         with exclusive(ctx.stack, f"pipeline run {ctx.record['run_id']} (rollback)"):
-            if read_production(ctx.stack) != before:
-                switch_to(ctx.stack, before)
-            elif nginx.get_production(ctx.stack) != before:  # state restored, Nginx not: finish the job
-                nginx.set_production(ctx.stack, before)
+            if _production(ctx) != before:
+                switch_to(ctx.stack, before, ctx.record["model"])
+            elif (
+                nginx.get_production(ctx.stack, ctx.record["model"]) != before
+            ):  # state restored, Nginx not: finish the job
+                nginx.set_production(ctx.stack, before, ctx.record["model"])
     except TwinserveError as exc:
         print(f"pipeline: rollback to {before} failed: {exc}", file=sys.stderr)
         return False
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(f"pipeline: rolled back: production is {before.upper()}")
+    print(f"pipeline: rolled back: {ctx.record['model']}'s production is {before.upper()}")
     return True
 
 
@@ -84,12 +91,12 @@ def run_stage(ctx: Context, name: str, skip: bool = False) -> bool:
     if failed:
         rolled_back = None
         before = ctx.record.get("production_before")
-        if stages.needs_rollback(name, before, read_production(ctx.stack), bool(ctx.record["rolled_back"])):
+        if stages.needs_rollback(name, before, _production(ctx), bool(ctx.record["rolled_back"])):
             rolled_back = ctx.record["rolled_back"] = _roll_back(ctx)
-        production = read_production(ctx.stack)
+        production = _production(ctx)
         ctx.record["outcome"] = stages.outcome(name, figure, rolled_back, version, production)
     elif stages.next_stage(ctx.record) is None:
-        ctx.record["outcome"] = stages.outcome(None, "", None, version, read_production(ctx.stack))
+        ctx.record["outcome"] = stages.outcome(None, "", None, version, _production(ctx))
     if ctx.record.get("outcome"):
         ctx.record["finished"] = records.now()
     records.save(ctx.stack, ctx.record)
@@ -103,9 +110,9 @@ def abort(ctx: Context) -> None:
         return
     rolled_back = None
     before = ctx.record.get("production_before")
-    if stages.needs_rollback(failed, before, read_production(ctx.stack), bool(ctx.record["rolled_back"])):
+    if stages.needs_rollback(failed, before, _production(ctx), bool(ctx.record["rolled_back"])):
         rolled_back = ctx.record["rolled_back"] = _roll_back(ctx)
-    version, production = ctx.record["version"], read_production(ctx.stack)
+    version, production = ctx.record["version"], _production(ctx)
     ctx.record["outcome"] = stages.outcome(failed, "aborted", rolled_back, version, production)
     ctx.record["finished"] = records.now()
     records.save(ctx.stack, ctx.record)

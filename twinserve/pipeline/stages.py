@@ -34,11 +34,12 @@ class BakeSample:
     unavailable: str = ""  # why there is no sample (Prometheus down): counts as a bad check
 
 
-def alerts_against(alerts: list[dict], colour: str, since: float) -> tuple[str, ...]:
-    """Names of the critical alerts that speak against the promoted colour.
+def alerts_against(alerts: list[dict], colour: str, since: float, model: str | None = None) -> tuple[str, ...]:
+    """Names of the critical alerts that speak against the promoted colour of the promoted model.
 
     Firing, about this colour or about no colour in particular (not the staging
-    one's), and active only since the promotion: an alert already pending or
+    one's), about this model or no model in particular (not another model's: each
+    model has its own production), and active only since the promotion: an alert already pending or
     firing before the switch (a burn alert about the old colour's errors, whose
     windows still hold them) says nothing about the new version, whose own error
     ratio the bake judges directly.
@@ -51,6 +52,7 @@ def alerts_against(alerts: list[dict], colour: str, since: float) -> tuple[str, 
         a["labels"].get("alertname", "?") for a in alerts
         if a.get("state") == "firing" and a["labels"].get("severity") == "critical"
         and a["labels"].get("colour", colour) == colour and _unix(a.get("activeAt", "")) >= since
+        and (model is None or a["labels"].get("model", model) == model)
     }))  # fmt: skip
 
 

@@ -17,11 +17,13 @@ import requests
 
 from twinserve.errors import ConfigError, ServiceError, TwinserveError
 from twinserve.pipeline import record as records
-from twinserve.pipeline.loadtest import Thresholds, judge, run_locust
+from twinserve.pipeline.loadtest import Thresholds, judge, model_samples, run_locust
 from twinserve.pipeline.stages import BakeJudge, BakeLimits, BakeSample, alerts_against
 from twinserve.release import deploy, promote
+from twinserve.routes import route_for
 from twinserve.runtime.torchserve import Management
 from twinserve.settings import Stack
+from twinserve.store.archives import training
 from twinserve.store.state import read_production
 
 
@@ -59,11 +61,12 @@ def test(ctx: Context) -> str:
 
 
 def train(ctx: Context) -> str:
+    """The model's own seeded train.py; it may import the handlers' codecs and the archiver (golden cases)."""
     script = Path(ctx.record["model_dir"]) / "train.py"
     if not script.is_file():
         raise ConfigError(f"{script} not found: cannot train")
-    argv = [sys.executable, str(script)] + (["--seed", str(ctx.seed)] if ctx.seed is not None else [])
-    result = subprocess.run(argv, capture_output=True, text=True)
+    argv, env = training(script, ctx.seed)
+    result = subprocess.run(argv, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise StageFailed(f"training failed: {_last_line(result.stderr)}")
     return _last_line(result.stdout)
@@ -95,16 +98,20 @@ def smoke(ctx: Context) -> str:
         deploy.undo(ctx.stack, change)
         raise StageFailed(f"{exc}; staging put back as it was") from None
     deploy.finish(ctx.stack, change)
-    return f"golden set: {checked} requests answered right via /test/predict by {change.colour} {change.version}"
+    route = route_for(change.model, staging=True)
+    return f"golden set: {checked} requests answered right via {route} by {change.colour} {change.version}"
 
 
 def loadgate(ctx: Context) -> str:
-    p = ctx.stack.pipeline
+    """Locust on the model's staging route with the model's own samples (twinserve.samples)."""
+    p, model = ctx.stack.pipeline, ctx.record["model"]
+    samples = model_samples(Path(ctx.record["model_dir"]))
+    route = route_for(model, staging=True)
     agg = run_locust(
-        ctx.stack.nginx.url, "/test/predict", p.load_users, p.load_users, p.load_seconds, ctx.out_dir / "loadgate"
+        ctx.stack.nginx.url, route, p.load_users, p.load_users, p.load_seconds, ctx.out_dir / "loadgate", samples
     )
     figure = (
-        f"{agg.requests} requests in {p.load_seconds}s, error ratio {agg.error_ratio:.4f}, "
+        f"{agg.requests} requests ({len(samples)} samples) in {p.load_seconds}s, error ratio {agg.error_ratio:.4f}, "
         f"p99 {agg.p99_ms:.0f} ms, {agg.rps:.0f} req/s"
     )
     missed = judge(agg, Thresholds(p.load_max_error_ratio, p.load_max_p99_ms, p.load_min_rps))
@@ -127,7 +134,7 @@ def approve(ctx: Context) -> str:
 def promote_staging(ctx: Context) -> str:
     """Swap, but only if staging still serves what this run tested (time passes while approval waits)."""
     change, stack = ctx.record["staging_change"], ctx.stack
-    production = read_production(stack)
+    production = read_production(stack, change["model"])
     staging = stack.other(production)
     if staging != change["colour"]:
         raise StageFailed(f"{change['colour']} is production now, not staging: someone swapped since the deploy")
@@ -136,7 +143,7 @@ def promote_staging(ctx: Context) -> str:
         raise StageFailed(f"staging ({staging}) serves {serving} now, not {change['version']}: someone deployed since")
     ctx.record.update(production_before=production, promoted_colour=staging, promoted_at=time.time())
     records.save(stack, ctx.record)  # before the switch: an interrupted switch is still rolled back
-    line = promote.swap(stack)
+    line = promote.swap(stack, change["model"])
     ctx.record["promoted"] = True
     return line
 
@@ -157,9 +164,12 @@ def _scalar(stack: Stack, promql: str) -> float:
     return float(result[0]["value"][1]) if result else math.nan
 
 
-def bake_sample(stack: Stack, colour: str, window_s: int, since: float) -> BakeSample:
-    """The new production colour over the last `window_s` seconds of /predict, and critical alerts since `since`."""
-    sel = f'route="production",colour="{colour}"'
+def bake_sample(stack: Stack, colour: str, window_s: int, since: float, model: str | None = None) -> BakeSample:
+    """The promoted model's new production colour over the last `window_s` seconds of its route
+    (/predict/<model>, and /predict for the default model: the same label), and the critical alerts
+    about it since `since`. Another model's traffic and alerts do not count."""
+    model = stack.model(model)
+    sel = f'route="production",model="{model}",colour="{colour}"'
     rps = _scalar(stack, f"sum(rate(twinserve_http_requests_total{{{sel}}}[{window_s}s]))")
     errors = _scalar(stack, f'sum(rate(twinserve_http_requests_total{{{sel},status=~"5.."}}[{window_s}s]))')
     p99 = _scalar(
@@ -176,14 +186,14 @@ def bake_sample(stack: Stack, colour: str, window_s: int, since: float) -> BakeS
         requests_per_s=rps,
         error_ratio=(0.0 if math.isnan(errors) else errors) / rps if rps > 0 else math.nan,
         p99_ms=p99 * 1000,
-        firing=alerts_against(alerts, colour, since),
+        firing=alerts_against(alerts, colour, since, model),
     )
 
 
 def bake(ctx: Context, sleep=time.sleep) -> str:
     """Watch production for bake_seconds; fail as soon as the judge has seen enough bad checks."""
     p, stack = ctx.stack.pipeline, ctx.stack
-    colour = ctx.record["promoted_colour"]
+    colour, model = ctx.record["promoted_colour"], ctx.record["model"]
     judge_ = BakeJudge(BakeLimits(p.bake_max_error_ratio, p.bake_max_p99_ms, p.bake_breaches_to_fail))
     every = stack.monitoring.scrape_interval_seconds
     promoted_at = ctx.record.get("promoted_at", time.time())
@@ -193,11 +203,12 @@ def bake(ctx: Context, sleep=time.sleep) -> str:
         # Only what happened since the promotion: the colour may have been production before.
         window = int(min(p.bake_window_seconds, max(2 * every, time.time() - promoted_at)))
         try:
-            sample = bake_sample(stack, colour, window, promoted_at)
+            sample = bake_sample(stack, colour, window, promoted_at, model)
         except ServiceError as exc:
             sample = BakeSample(0.0, math.nan, math.nan, unavailable=f"no verdict: {exc}")
-        if read_production(stack) != colour:
-            raise StageFailed(f"production is {read_production(stack)} now, not {colour}: someone switched it")
+        now = read_production(stack, model)
+        if now != colour:
+            raise StageFailed(f"{model}'s production is {now} now, not {colour}: someone switched it")
         if judge_.add(sample):
             raise StageFailed(judge_.figure())
         if time.monotonic() >= deadline:

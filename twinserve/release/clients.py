@@ -21,9 +21,9 @@ from twinserve.settings import Stack
 class Switch(Protocol):
     """Nginx's production switch (twinserve.runtime.nginx)."""
 
-    def get_production(self, stack: Stack) -> str | None: ...
+    def get_production(self, stack: Stack, model: str | None = None) -> str | None: ...
 
-    def set_production(self, stack: Stack, colour: str) -> None: ...
+    def set_production(self, stack: Stack, colour: str, model: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Clients:
 
     management: Callable[[Stack, str], Management] = Management  # a colour's TorchServe management API
     switch: Switch = nginx  # the production switch
-    smoke: Callable[[str, list[dict], str, str], int] = run_smoke  # the golden-set smoke test through a URL
+    smoke: Callable[..., int] = run_smoke  # the golden-set smoke test: (url, golden, colour, version[, rule])
     ping: Callable[[Stack, str], int] = ping  # HTTP status of a colour's /ping
 
 

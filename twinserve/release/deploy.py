@@ -1,7 +1,8 @@
-"""Put a model version on the staging colour; production is never touched.
+"""Put a model version on the model's staging colour; production is never touched.
 
-register (synchronously, with workers) -> make it the default -> golden-set
-smoke through /test/predict -> retire the older versions on staging.
+Each model has its own production colour, so its staging colour is the other
+one: register (synchronously, with workers) -> make it the default -> golden-set
+smoke through /test/predict/<model> -> retire the older versions on staging.
 If registration or the smoke test fails, staging is put back as it was.
 """
 
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from twinserve.errors import ConfigError, TwinserveError
 from twinserve.release.clients import LIVE, Clients
+from twinserve.release.smoke import rule_of
+from twinserve.routes import route_for
 from twinserve.runtime import torchserve
 from twinserve.settings import Stack
 from twinserve.store.archives import archive_for, ensure_archive, next_version
@@ -63,7 +66,7 @@ class StagingChange:
 def register_on_staging(stack: Stack, model: str, version: str, *, clients: Clients = LIVE) -> StagingChange:
     """Register model:version on the staging colour (synchronously, with workers) and make it the default."""
     path, meta = archive_for(stack, model, version)
-    staging = stack.other(read_production(stack))
+    staging = stack.other(read_production(stack, model))
     client = clients.management(stack, staging)
     before = [d["modelVersion"] for d in client.describe(model)]
     old_default = client.default_version(model)
@@ -85,9 +88,11 @@ def register_on_staging(stack: Stack, model: str, version: str, *, clients: Clie
 
 
 def smoke_staging(stack: Stack, change: StagingChange, *, clients: Clients = LIVE) -> int:
-    """The version's golden set through /test/predict; returns how many rows matched."""
+    """The version's golden set through the model's staging route, compared by its golden rule;
+    returns how many requests matched."""
     _, meta = archive_for(stack, change.model, change.version)
-    return clients.smoke(f"{stack.nginx.url}/test/predict", meta["golden_set"], change.colour, change.version)
+    url = f"{stack.nginx.url}{route_for(change.model, staging=True)}"
+    return clients.smoke(url, meta["golden_set"], change.colour, change.version, rule_of(meta))
 
 
 def undo(stack: Stack, change: StagingChange, *, clients: Clients = LIVE) -> None:
@@ -126,9 +131,18 @@ def prune_store(store: Path, model: str, keep: str) -> list[str]:
     return removed
 
 
-def deploy(stack: Stack, source: Path, version: str | None = None, *, clients: Clients = LIVE) -> str:
-    """Deploy to staging; returns a one-line summary."""
-    model, version = resolve(stack, source, version)
+def deploy(
+    stack: Stack, source: Path, version: str | None = None, model: str | None = None, *, clients: Clients = LIVE
+) -> str:
+    """Deploy to the model's staging colour; returns a one-line summary.
+
+    Args:
+        model: the model `source` must be (a check: the source's own name decides), if given.
+    """
+    resolved, version = resolve(stack, source, version)
+    if model is not None and resolved != stack.model(model):
+        raise ConfigError(f"{source} is model {resolved!r}, not {model!r}")
+    model = resolved
     change = register_on_staging(stack, model, version, clients=clients)
     try:
         smoke_staging(stack, change, clients=clients)

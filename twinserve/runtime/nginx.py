@@ -70,9 +70,10 @@ def _admin(stack: Stack, method: str, data: str | None = None, path: str = "/pro
     return response
 
 
-def get_production(stack: Stack) -> str | None:
-    """The colour Nginx routes /predict to right now; None while it has none (it answers 503)."""
-    response = _admin(stack, "GET")
+def get_production(stack: Stack, model: str | None = None) -> str | None:
+    """The colour Nginx routes /predict/<model> to right now (default: the default model's);
+    None while it has none (it answers 503)."""
+    response = _admin(stack, "GET", model=stack.model(model))
     try:
         response.raise_for_status()
         return response.json()["production"]
@@ -80,11 +81,19 @@ def get_production(stack: Stack) -> str | None:
         raise ServiceError(f"nginx admin endpoint: HTTP {response.status_code} {response.text.strip()}") from None
 
 
-def set_production(stack: Stack, colour: str) -> None:
-    """Flip /predict to `colour` without a reload: no connection is dropped."""
-    response = _admin(stack, "PUT", colour)
-    if response.status_code != 200 or response.json().get("production") != colour:
-        raise ServiceError(f"nginx refused the switch to {colour}: HTTP {response.status_code} {response.text.strip()}")
+def set_production(stack: Stack, colour: str, model: str | None = None) -> None:
+    """Flip /predict/<model> (default: the default model's) to `colour` without a reload: no
+    connection is dropped, and no other model's entry changes."""
+    model = stack.model(model)
+    response = _admin(stack, "PUT", colour, model=model)
+    try:
+        switched = response.status_code == 200 and response.json().get("production") == colour
+    except ValueError:
+        switched = False
+    if not switched:
+        raise ServiceError(
+            f"nginx refused the switch of {model} to {colour}: HTTP {response.status_code} {response.text.strip()}"
+        )
 
 
 def publish_keys(stack: Stack) -> list[str]:

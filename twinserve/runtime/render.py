@@ -6,13 +6,15 @@ the paths below are relative to it (stack.project). Every port and path comes
 from the Stack, so none is written twice.
 """
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
 from twinserve.errors import ConfigError
 from twinserve.settings import Stack
-from twinserve.store.state import admin_token_file, production_file
+from twinserve.store.state import admin_token_file, legacy_production_file, production_file
 
 NGINX_TEMPLATE = Path("nginx", "nginx.conf.j2")
 NGINX_LUA = Path("nginx", "lua")  # the switch and the metrics, loaded by the rendered nginx.conf
@@ -26,7 +28,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # 494 is Nginx's "request header too large", which it sends as 400.
 NGINX_ERRORS = {
     400: (400, "bad request: malformed HTTP (request line, Host, Content-Length or Transfer-Encoding)"),
-    404: (404, "not found; POST /predict or /test/predict, GET /healthz"),
+    404: (404, "not found; POST /predict/<model> or /test/predict/<model> (or /predict, /test/predict), GET /healthz"),
     405: (405, "method not allowed; use POST"),
     411: (411, "length required: send Content-Length"),
     413: (413, "request body too large"),  # the limit is added at render time
@@ -89,12 +91,39 @@ def nginx_lua_config(stack: Stack) -> dict:
         "dict": "twinserve",
         "metrics_dict": "twinserve_metrics",
         "colours": stack.colour_names,
-        "production_file": str(production_file(stack)),
+        "models": list(stack.models),
+        "default_model": stack.default,
+        "production_files": {m: str(production_file(stack, m)) for m in stack.models},
+        "legacy_production_file": str(legacy_production_file(stack)),
         "token_file": str(admin_token_file(stack)),
         # TorchServe's key files; the master reads them at start, the control plane publishes new ones.
         "key_files": {c: str(stack.key_file(c)) for c in stack.colours} if stack.torchserve.token_auth else {},
         "latency_buckets": list(LATENCY_BUCKETS),
     }
+
+
+@dataclass(frozen=True)
+class Route:
+    """One public prediction route: its path, "production" or "test", and the model it serves."""
+
+    path: str
+    route: str
+    model: str
+
+
+def routes(stack: Stack) -> list[Route]:
+    """/predict/<model> and /test/predict/<model> for every model; /predict and /test/predict for the default."""
+    found = [Route("/predict", "production", stack.default), Route("/test/predict", "test", stack.default)]
+    for model in stack.models:
+        found += [Route(f"/predict/{model}", "production", model), Route(f"/test/predict/{model}", "test", model)]
+    return found
+
+
+def unknown_model_body(stack: Stack) -> str:
+    """The JSON 404 of /predict/<a model this stack does not serve>."""
+    models = list(stack.models)
+    return json.dumps({"error": f"unknown model; POST /predict/<model> with one of: {', '.join(models)}",
+                       "models": models})  # fmt: skip
 
 
 def render_nginx(stack: Stack) -> str:
@@ -104,7 +133,9 @@ def render_nginx(stack: Stack) -> str:
         nginx=stack.nginx,
         ts=stack.torchserve,
         colours=stack.colour_names,
-        model=next(iter(stack.models)),
+        routes=routes(stack),
+        limits=stack.body_limits(),
+        unknown_model=unknown_model_body(stack),
         errors=errors,
         retry_after=RETRY_AFTER,
         early_errors=EARLY_ERRORS,
@@ -130,6 +161,8 @@ def render_torchserve(stack: Stack, colour: str, archives: dict[str, str], binds
     return _template(stack, TORCHSERVE_TEMPLATE).render(
         bind={api: stack.torchserve.host for api in TORCHSERVE_APIS} | dict(binds or {}),
         ts=stack.torchserve,
+        # TorchServe's limit is global: the largest model's body limit (Nginx bounds each model's routes).
+        max_request_bytes=max(stack.torchserve.max_request_bytes, *stack.body_limits().values()),
         colour=stack.colours[colour],
         store=stack.colour_store(colour),
         load_models=",".join(f"{name}={archive}" for name, archive in archives.items()),

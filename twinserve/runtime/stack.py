@@ -106,7 +106,7 @@ def up(stack: Stack) -> list[str]:
     """
     _check_prerequisites(stack)
     initialise(stack)  # a new state dir: the first colour; any stack: the admin token
-    production = read_production(stack)  # a corrupt state file stops here, with the fix
+    productions = {m: read_production(stack, m) for m in stack.models}  # a corrupt state file stops here, with the fix
     every = parts(stack)
     missing = [p for p in every if not processes.running_pid(stack, p.name)]
     for part in missing:
@@ -123,8 +123,9 @@ def up(stack: Stack) -> list[str]:
                 started.append(part.name)
         for part in serving:
             part.wait_ready()
-        if nginx.get_production(stack) != production:  # a new Nginx with no valid state file, or a stale one
-            nginx.set_production(stack, production)
+        for model, production in productions.items():
+            if nginx.get_production(stack, model) != production:  # a new Nginx with no valid state file, or a stale one
+                nginx.set_production(stack, production, model)
         nginx.publish_keys(stack)  # TorchServe's inference keys change at every start
     except (TwinserveError, OSError):
         processes.stop_all(stack, started)
@@ -210,19 +211,18 @@ def status(stack: Stack) -> list[str]:
             state = "stopped"
         count = restarts.get(name, 0)
         lines.append(f"{name:18} {state}" + (f" (restarted {count}x)" if count else ""))
-    production = read_production(stack)
+    productions = {m: read_production(stack, m) for m in stack.models}  # a bad state file: its one-line error
     for colour, models in read_deployments(stack).items():
-        role = "production" if colour == production else "staging"
-        versions = ", ".join(f"{m} {v}" for m, v in models.items())
-        lines.append(f"{colour:6} {role:10} {versions}")
+        roles = [f"{m} {v} ({'production' if productions[m] == colour else 'staging'})" for m, v in models.items()]
+        lines.append(f"{colour:6} {', '.join(roles)}")
     return lines
 
 
 def urls(stack: Stack) -> list[str]:
     base = stack.nginx.url
     return [
-        f"production  POST {base}/predict",
-        f"staging     POST {base}/test/predict",
+        f"production  POST {base}/predict/<model>  ({', '.join(stack.models)}; /predict: {stack.default})",
+        f"staging     POST {base}/test/predict/<model>",
         f"health      GET  {base}/healthz",
         f"prometheus       http://127.0.0.1:{stack.monitoring.prometheus_port}",
         f"alertmanager     http://127.0.0.1:{stack.monitoring.alertmanager_port}",

@@ -1,12 +1,13 @@
 """Where a model version's archive and metadata are, and building the missing ones."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from archiver.build import ArchiveError, BuiltArchive, archive_path, build_archive, read_metadata
 from twinserve.errors import ConfigError, TwinserveError
-from twinserve.settings import Stack
+from twinserve.settings import Stack, project_dir
 
 
 def archive_for(stack: Stack, model: str, version: str) -> tuple[Path, dict]:
@@ -20,12 +21,21 @@ def archive_for(stack: Stack, model: str, version: str) -> tuple[Path, dict]:
         raise ConfigError(str(exc)) from None
 
 
+def training(script: Path, seed: int | None = None) -> tuple[list[str], dict]:
+    """(argv, environment) that run a model's train.py: it may import the handlers' codecs
+    (handlers/) and the archiver (golden cases of any content type) wherever its folder is."""
+    argv = [sys.executable, str(script)] + (["--seed", str(seed)] if seed is not None else [])
+    root = project_dir()
+    return argv, {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "handlers")])}
+
+
 def train(model_dir: Path) -> None:
     """Run the model's own seeded training script (writes model_dir/artifacts)."""
     script = model_dir / "train.py"
     if not script.is_file():
         raise ConfigError(f"{script} not found: cannot train {model_dir.name}")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    argv, env = training(script)
+    result = subprocess.run(argv, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise TwinserveError(f"training {model_dir.name} failed: {result.stderr.strip().splitlines()[-1:]}")
 

@@ -3,10 +3,13 @@ archive each colour serves, and the admin token of the production switch.
 Plain files in the stack's state_dir, each written atomically (temp file +
 rename) so a reader never sees half a write.
 
-The production file is validated on every read: a file that is missing,
-unreadable, not UTF-8 or names no known colour is an error that names the
-file and the fix, never a default. Only a brand-new state dir gets a first
-colour, written once by `make up` (initialise).
+Each model has its own production colour, in state_dir/production.<model>,
+validated on every read: a file that is missing, unreadable, not UTF-8 or
+names no known colour is an error for that model only, naming the file and
+the fix, never a default. Only a brand-new state dir (or a model no deploy has
+touched yet) gets a first colour, written by `make up` (initialise). The file
+of a stack from before several models (state_dir/production) is read as the
+default model's until it is moved to its own file.
 """
 
 import contextlib
@@ -37,39 +40,77 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
-def production_file(stack: Stack) -> Path:
+def production_file(stack: Stack, model: str | None = None) -> Path:
+    """state_dir/production.<model>: one colour per model (default: the stack's default model)."""
+    return stack.state_dir / f"production.{stack.model(model)}"
+
+
+def legacy_production_file(stack: Stack) -> Path:
+    """state_dir/production: the one colour of a stack from before there were several models.
+    Read as the default model's until initialise (`make up`) or a swap moves it to its own file."""
     return stack.state_dir / "production"
 
 
-def _fix(stack: Stack) -> str:
-    return f"write the colour that should serve /predict ({' or '.join(stack.colour_names)}) into it, then `make up`"
+def _fix(stack: Stack, model: str) -> str:
+    return (
+        f"write the colour that should serve /predict/{model} ({' or '.join(stack.colour_names)}) into it, "
+        "then `make up`"
+    )
 
 
-def read_production(stack: Stack) -> str:
-    """The production colour, validated: any problem is a ConfigError naming the file and the fix."""
-    path = production_file(stack)
+def _file_of(stack: Stack, model: str) -> Path:
+    """Where `model`'s colour is read from: its own file, or for the default model the legacy file
+    while that is the only one there."""
+    path = production_file(stack, model)
+    legacy = legacy_production_file(stack)
+    if model == stack.default and not path.exists() and legacy.exists():
+        return legacy
+    return path
+
+
+def read_production(stack: Stack, model: str | None = None) -> str:
+    """`model`'s production colour (default: the default model's), validated: any problem is a
+    ConfigError naming the file and the fix. Another model's file never counts."""
+    model = stack.model(model)
+    path = _file_of(stack, model)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         if is_new(stack):
             raise ConfigError(f"{path} does not exist yet: the stack was never set up; run `make up`") from None
-        raise ConfigError(f"{path} is missing; {_fix(stack)}") from None
+        raise ConfigError(f"{path} is missing; {_fix(stack, model)}") from None
     except OSError as exc:
-        raise ConfigError(f"{path} cannot be read ({exc.strerror}); {_fix(stack)}") from None
+        raise ConfigError(f"{path} cannot be read ({exc.strerror}); {_fix(stack, model)}") from None
     try:
         colour = raw.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not UTF-8 text; {_fix(stack)}") from None
+        raise ConfigError(f"{path} is not UTF-8 text; {_fix(stack, model)}") from None
     if colour not in stack.colours:
         shown = colour if len(colour) <= 32 else colour[:32] + "..."
-        raise ConfigError(f"{path} says {shown!r}, not a colour of this stack; {_fix(stack)}")
+        raise ConfigError(f"{path} says {shown!r}, not a colour of this stack; {_fix(stack, model)}")
     return colour
 
 
-def write_production(stack: Stack, colour: str) -> None:
+def read_productions(stack: Stack) -> dict[str, str | ConfigError]:
+    """{model: its production colour, or the ConfigError that says why it has none}, in the stack's order."""
+    found: dict[str, str | ConfigError] = {}
+    for model in stack.models:
+        try:
+            found[model] = read_production(stack, model)
+        except ConfigError as exc:
+            found[model] = exc
+    return found
+
+
+def write_production(stack: Stack, colour: str, model: str | None = None) -> None:
+    """Make `colour` `model`'s production colour on disk (one rename); the legacy single-model
+    file, if any, is retired once the default model has its own."""
+    model = stack.model(model)
     if colour not in stack.colours:
         raise ConfigError(f"unknown colour {colour!r}; expected one of {stack.colour_names}")
-    write_atomic(production_file(stack), colour + "\n")
+    write_atomic(production_file(stack, model), colour + "\n")
+    if model == stack.default:
+        legacy_production_file(stack).unlink(missing_ok=True)
 
 
 def is_new(stack: Stack) -> bool:
@@ -79,17 +120,36 @@ def is_new(stack: Stack) -> bool:
     return not any(not p.name.startswith(".") for p in stack.state_dir.iterdir())  # a stray .lock is not state
 
 
-def initialise(stack: Stack) -> list[str]:
-    """What `make up` does first: a new state dir gets the first colour as production, and
-    every stack gets its admin token if it has none. Returns what was written.
+def _never_deployed(stack: Stack) -> set[str]:
+    """Models no deploy ever recorded: both colours serve the version in the stack description."""
+    saved = _saved_deployments(stack)
+    return {m for m in stack.models if not any(m in (saved.get(c) or {}) for c in stack.colours)}
 
-    A state dir that already holds anything is never given a colour: a missing
-    production file there is an error for a human to resolve (read_production).
+
+def initialise(stack: Stack) -> list[str]:
+    """What `make up` does first; returns the files it wrote.
+
+    A new state dir gets the first colour as every model's production. In a state dir
+    already set up, the legacy single-model file becomes the default model's own (if valid),
+    and a model added to the stack since, which no deploy has touched (both colours serve
+    its stack version), gets the first colour. A model that was deployed and lost its file
+    is never given a colour: that is an error for a human to resolve (read_production).
+    Every stack gets its admin token if it has none.
     """
     written = []
-    if is_new(stack):
-        write_production(stack, stack.colour_names[0])
-        written.append(str(production_file(stack)))
+    new = is_new(stack)
+    legacy = legacy_production_file(stack)
+    if not new and legacy.exists() and not production_file(stack).exists():
+        try:
+            write_production(stack, read_production(stack))
+            written.append(str(production_file(stack)))
+        except ConfigError:
+            pass  # left as it is: read_production says what is wrong with it
+    fresh = set(stack.models) if new else _never_deployed(stack)
+    for model in stack.models:
+        if model in fresh and not _file_of(stack, model).exists():
+            write_production(stack, stack.colour_names[0], model)
+            written.append(str(production_file(stack, model)))
     if not admin_token_file(stack).exists():
         write_atomic(admin_token_file(stack), secrets.token_urlsafe(32) + "\n", mode=0o600)
         written.append(str(admin_token_file(stack)))
@@ -118,20 +178,25 @@ def deployments_file(stack: Stack) -> Path:
     return stack.state_dir / "deployments.json"
 
 
+def _saved_deployments(stack: Stack) -> dict[str, dict[str, str]]:
+    try:
+        return json.loads(deployments_file(stack).read_text())
+    except FileNotFoundError:
+        return {}
+
+
 def read_deployments(stack: Stack) -> dict[str, dict[str, str]]:
     """{colour: {model name: version}}; each colour starts with the stack's versions."""
     initial = {m.name: m.version for m in stack.models.values()}
-    try:
-        saved = json.loads(deployments_file(stack).read_text())
-    except FileNotFoundError:
-        saved = {}
+    saved = _saved_deployments(stack)
     return {colour: {**initial, **saved.get(colour, {})} for colour in stack.colours}
 
 
 def record_deployment(stack: Stack, colour: str, model: str, version: str) -> None:
-    deployments = read_deployments(stack)
-    deployments[colour][model] = version
-    write_atomic(deployments_file(stack), json.dumps(deployments, indent=2, sort_keys=True) + "\n")
+    """Record what a deploy put on `colour`; only deployed models are saved (the rest serve the stack's version)."""
+    saved = _saved_deployments(stack)
+    saved.setdefault(colour, {})[model] = version
+    write_atomic(deployments_file(stack), json.dumps(saved, indent=2, sort_keys=True) + "\n")
 
 
 @contextlib.contextmanager

@@ -21,6 +21,41 @@ wrk.headers["Content-Type"] = "application/json"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
+def lua_string(data: bytes) -> str:
+    """A Lua string literal of any bytes (PNG included): printable ASCII as itself, the rest as \\ddd."""
+    out = []
+    for byte in data:
+        char = chr(byte)
+        out.append(char if 32 <= byte < 127 and char not in '"\\' else f"\\{byte:03d}")
+    return '"' + "".join(out) + '"'
+
+
+def samples_script(samples: list[tuple[bytes, str]]) -> str:
+    """A wrk script POSTing one of `samples` (body, content type) picked at random for every request.
+
+    The requests are formatted once per thread (init), with wrk's headers (Host and those
+    given to WrkRun) and the sample's own Content-Type.
+    """
+    bodies = ",\n".join(f"  {{{lua_string(body)}, {lua_string(kind.encode())}}}" for body, kind in samples)
+    return f"""wrk.method = "POST"
+local samples = {{
+{bodies}
+}}
+local requests = {{}}
+function init(args)
+  for i, sample in ipairs(samples) do
+    local headers = {{}}
+    for name, value in pairs(wrk.headers) do headers[name] = value end
+    headers["Content-Type"] = sample[2]
+    requests[i] = wrk.format("POST", nil, headers, sample[1])
+  end
+end
+function request()
+  return requests[math.random(#requests)]
+end
+"""
+
+
 @dataclass(frozen=True)
 class WrkReport:
     requests: int
@@ -74,9 +109,24 @@ def _children_cpu() -> float:
 class WrkRun:
     """wrk in the background against one URL until stop() (or its duration)."""
 
-    def __init__(self, url: str, connections: int, threads: int = 2, duration_s: int = 600, headers=None):
+    def __init__(
+        self,
+        url: str,
+        connections: int,
+        threads: int = 2,
+        duration_s: int = 600,
+        headers=None,
+        samples=None,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+    ):
+        """`samples`: (body, content type) pairs, one picked at random per request; `body` (with its
+        content type): that one body only; neither: the tabular row of POST_SCRIPT."""
+        if body is not None:
+            samples = [(body, content_type)]
+        threads = max(1, min(threads, connections))  # wrk refuses fewer connections than threads
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(POST_SCRIPT)
+            script.write(samples_script(samples) if samples else POST_SCRIPT)
             for name, value in (headers or {}).items():
                 script.write(f'wrk.headers["{name}"] = "{value}"\n')
         self._script = Path(script.name)
@@ -108,6 +158,6 @@ class WrkRun:
         return dataclasses.replace(parse_report(out), generator_cpu_s=_children_cpu() - self._cpu_before)
 
 
-def run(url: str, connections: int, duration_s: int, threads: int = 2, headers=None) -> WrkReport:
-    """One wrk run of a fixed duration; `headers` are added to every request."""
-    return WrkRun(url, connections, threads, duration_s, headers).wait(timeout=duration_s + 60)
+def run(url: str, connections: int, duration_s: int, threads: int = 2, headers=None, samples=None) -> WrkReport:
+    """One wrk run of a fixed duration; `headers` are added to every request, `samples` are its bodies."""
+    return WrkRun(url, connections, threads, duration_s, headers, samples).wait(timeout=duration_s + 60)

@@ -1,6 +1,6 @@
 --[[ Every answer of the public server counted once, whoever produced it
 (TorchServe, or Nginx itself: 4xx, 502/503/504, an error_page), by route,
-colour and status, with a per-request latency histogram. Observed in the log
+model, colour and status, with a per-request latency histogram. Observed in the log
 phase (set at server level, so error_page's named locations are counted
 too) and served in Prometheus' text format on the admin server's /metrics.
 TorchServe exports latency only as counters. ]]
@@ -18,7 +18,7 @@ end
 -- Log phase: one request answered.
 function M.observe()
     local var = ngx.var
-    local key = (var.route or "other") .. "|" .. (var.colour or "")
+    local key = (var.route or "other") .. "|" .. (var.model or "") .. "|" .. (var.colour or "")
     local seconds = tonumber(var.request_time) or 0
     dict:incr("n|" .. key .. "|" .. var.status, 1, 0)
     dict:incr("sum|" .. key, seconds, 0)
@@ -34,12 +34,12 @@ end
 function M.exposition()
     local out, series, counts = {}, {}, {}
     local keys = dict:get_keys(0)
-    out[#out + 1] = "# HELP twinserve_http_requests_total Requests answered, by route, colour and status."
+    out[#out + 1] = "# HELP twinserve_http_requests_total Requests answered, by route, model, colour and status."
     out[#out + 1] = "# TYPE twinserve_http_requests_total counter"
     for _, k in ipairs(keys) do
-        local kind, route, colour, rest = k:match("^(%a+)|([^|]*)|([^|]*)|?(.*)$")
+        local kind, route, model, colour, rest = k:match("^(%a+)|([^|]*)|([^|]*)|([^|]*)|?(.*)$")
         if kind then
-            local labels = 'route="' .. route .. '",colour="' .. colour .. '"'
+            local labels = 'route="' .. route .. '",model="' .. model .. '",colour="' .. colour .. '"'
             local value = dict:get(k) or 0
             if kind == "n" then
                 out[#out + 1] = "twinserve_http_requests_total{" .. labels .. ',status="' .. rest .. '"} ' .. value
@@ -52,8 +52,8 @@ function M.exposition()
     out[#out + 1] = "# HELP twinserve_http_request_duration_seconds Time Nginx took to answer, per request."
     out[#out + 1] = "# TYPE twinserve_http_request_duration_seconds histogram"
     for labels, sum in pairs(series) do
-        local route, colour = labels:match('route="([^"]*)",colour="([^"]*)"')
-        local prefix = "b|" .. route .. "|" .. colour .. "|"
+        local route, model, colour = labels:match('route="([^"]*)",model="([^"]*)",colour="([^"]*)"')
+        local prefix = "b|" .. route .. "|" .. model .. "|" .. colour .. "|"
         local cumulative = 0
         for i, le in ipairs(buckets) do
             cumulative = cumulative + (dict:get(prefix .. i) or 0)

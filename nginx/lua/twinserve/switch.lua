@@ -1,11 +1,13 @@
---[[ The production switch: which colour /predict goes to, kept in a shared
-dictionary so that flipping it needs no reload (a reload closes keep-alive
-connections under clients).
+--[[ The production switch: which colour each model's /predict/<model> goes
+to, one entry per model in a shared dictionary, so that flipping one needs
+no reload (a reload closes keep-alive connections under clients) and never
+touches another model's.
 
-Nginx never guesses a colour. At start the master reads the state file and
-validates it; if it is missing or holds anything but a known colour,
-/predict and /test/predict answer a JSON 503 naming the problem until the
-control plane sets the colour through the admin server (PUT /production).
+Nginx never guesses a colour. At start the master reads each model's state
+file and validates it; if one is missing or holds anything but a known colour,
+that model's /predict/<model> and /test/predict/<model> answer a JSON 503
+naming the problem (the other models are served) until the control plane sets
+its colour through the admin server (PUT /production?model=<model>).
 The admin token is read here too, once, by the master (root): the workers
 never open the token file. So are the colours' TorchServe inference keys
 (TorchServe's key_file.json, 0600): every request Nginx proxies carries its
@@ -28,13 +30,17 @@ local function read_file(path)
     return text
 end
 
-local function known(colour)
-    for _, c in ipairs(config.colours) do
-        if c == colour then
+local function member(list, value)
+    for _, v in ipairs(list) do
+        if v == value then
             return true
         end
     end
     return false
+end
+
+local function known(colour)
+    return member(config.colours, colour)
 end
 
 -- The colour a state file's text names, or nil and why not (one line, names the file and the fix).
@@ -73,9 +79,19 @@ function M.init(cfg)
     for colour, path in pairs(cfg.key_files) do
         dict:set("key|" .. colour, M.parse_inference_key(read_file(path)))
     end
-    local colour, problem = M.parse_state(read_file(cfg.production_file), cfg.production_file, cfg.colours)
-    dict:set("production", colour)
-    dict:set("problem", problem)
+    for _, model in ipairs(cfg.models) do
+        local path = cfg.production_files[model]
+        local text = read_file(path)
+        if text == nil and model == cfg.default_model then  -- a state dir from before several models
+            local legacy = read_file(cfg.legacy_production_file)
+            if legacy ~= nil then
+                path, text = cfg.legacy_production_file, legacy
+            end
+        end
+        local colour, problem = M.parse_state(text, path, cfg.colours)
+        dict:set("production|" .. model, colour)
+        dict:set("problem|" .. model, problem)
+    end
     local text = read_file(cfg.token_file)
     token = text and text:match("^%s*([%w%-_]+)%s*$")
     if not token then
@@ -83,8 +99,9 @@ function M.init(cfg)
     end
 end
 
-function M.production()
-    return ngx.shared[config.dict]:get("production")
+-- The production colour of `model` (default: the stack's default model), or nil.
+function M.production(model)
+    return ngx.shared[config.dict]:get("production|" .. (model or config.default_model))
 end
 
 function M.other(colour)
@@ -109,13 +126,14 @@ local function answer(status, body)
     return ngx.exit(ngx.HTTP_OK)
 end
 
---[[ Rewrite phase of /predict (route "production") and /test/predict ("test"):
-sets $colour, or answers 503 when production is not known. ]]
-function M.route(route)
-    local production = M.production()
+--[[ Rewrite phase of /predict/<model> (route "production") and /test/predict/<model>
+("test"): sets $colour, or answers 503 when the model's production colour is not known. ]]
+function M.route(route, model)
+    local production = M.production(model)
     if not production then
-        local problem = ngx.shared[config.dict]:get("problem") or "the production colour is not set"
-        return answer(503, '{"error": ' .. json_string("no production colour: " .. problem) .. "}")
+        local problem = ngx.shared[config.dict]:get("problem|" .. model) or "the production colour is not set"
+        local why = "no production colour for " .. model .. ": " .. problem
+        return answer(503, '{"error": ' .. json_string(why) .. "}")
     end
     local colour = route == "test" and M.other(production) or production
     ngx.var.colour = colour
@@ -123,12 +141,12 @@ function M.route(route)
     ngx.var.ts_authorization = key and ("Bearer " .. key) or ""  -- none: TorchServe refuses (400), we say 503
 end
 
--- Rewrite phase of /healthz: the production colour, or 503 while there is none.
+-- Rewrite phase of /healthz: the default model's production colour, or 503 while there is none.
 function M.health()
     if not M.production() then
         return ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE)
     end
-    return M.route("production")
+    return M.route("production", config.default_model)
 end
 
 local function authorised()
@@ -171,10 +189,15 @@ function M.admin_inference_key()
     return answer(200, '{"colour": "' .. colour .. '"}')
 end
 
--- The admin server's /production: GET says, PUT sets. Both need the admin token.
+-- The admin server's /production?model=M (default: the default model): GET says, PUT sets. Both need the token.
 function M.admin_production()
     if refused() then
         return
+    end
+    local model = ngx.var.arg_model or config.default_model
+    if not member(config.models, model) then
+        local why = "unknown model; expected one of " .. table.concat(config.models, ", ")
+        return answer(400, '{"error": ' .. json_string(why) .. "}")
     end
     local dict = ngx.shared[config.dict]
     local method = ngx.req.get_method()
@@ -185,16 +208,17 @@ function M.admin_production()
             local expected = table.concat(config.colours, ", ")
             return answer(400, '{"error": "unknown colour; expected one of ' .. expected .. '"}')
         end
-        dict:set("production", colour)
-        dict:set("problem", nil)
+        dict:set("production|" .. model, colour)
+        dict:set("problem|" .. model, nil)
     elseif method ~= "GET" then
         return answer(405, '{"error": "use GET or PUT"}')
     end
-    local production = dict:get("production")
+    local production = dict:get("production|" .. model)
     if not production then
-        return answer(200, '{"production": null, "problem": ' .. json_string(dict:get("problem") or "") .. "}")
+        local problem = json_string(dict:get("problem|" .. model) or "")
+        return answer(200, '{"model": "' .. model .. '", "production": null, "problem": ' .. problem .. "}")
     end
-    return answer(200, '{"production": "' .. production .. '"}')
+    return answer(200, '{"model": "' .. model .. '", "production": "' .. production .. '"}')
 end
 
 return M

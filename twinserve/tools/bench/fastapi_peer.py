@@ -10,10 +10,10 @@ Two apps, started by the benchmark with uvicorn --workers 2:
     raw body, parsed and answered by twinserve's own tabular_codec (400s as
     twinserve's). The strongest FastAPI peer we know how to write.
 TWINSERVE_PEER_MODEL_DIR names a directory holding the archive's model.py,
-weights.pt and model-config.yaml.
+weights.pt and model-config.yaml; TWINSERVE_PEER_MODEL_NAME the model (its route,
+/predictions/<name>, as TorchServe's).
 """
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Annotated
@@ -25,23 +25,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from tabular_codec import BadRequest, format_error, format_output, parse_request
-from torch import nn
+
+from twinserve.tools.bench.peer_model import load_model
 
 MODEL_DIR = Path(os.environ["TWINSERVE_PEER_MODEL_DIR"])
+ROUTE = f"/predictions/{os.environ.get('TWINSERVE_PEER_MODEL_NAME', 'regressor')}"
 HANDLER = yaml.safe_load((MODEL_DIR / "model-config.yaml").read_text())["handler"]
 N_FEATURES, MAX_ROWS = len(HANDLER["features"]), HANDLER["max_rows"]
-
-
-def load_model() -> nn.Module:
-    spec = importlib.util.spec_from_file_location("peer_model", MODEL_DIR / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    (cls,) = [
-        v for v in vars(module).values() if isinstance(v, type) and issubclass(v, nn.Module) and v is not nn.Module
-    ]
-    model = cls()
-    model.load_state_dict(torch.load(MODEL_DIR / "weights.pt", map_location="cpu"))
-    return model.double().eval()  # scored as the TorchServe handler scores: float64, answered in float32
 
 
 def score(rows: list[list[float]]) -> list[float]:
@@ -50,7 +40,7 @@ def score(rows: list[list[float]]) -> list[float]:
 
 
 torch.set_num_threads(1)
-model = load_model()
+model = load_model(MODEL_DIR)  # scored as the TorchServe handler scores: float64, answered in float32
 
 Value = Annotated[float, Field(allow_inf_nan=False)]
 Row = Annotated[list[Value], Field(min_length=N_FEATURES, max_length=N_FEATURES)]
@@ -69,7 +59,7 @@ async def invalid_request(_request: Request, exc: RequestValidationError) -> JSO
     return JSONResponse({"error": errors}, status_code=422)
 
 
-@workshop.post("/predictions/regressor")
+@workshop.post(ROUTE)
 def predict_workshop(request: PredictRequest) -> dict:
     single = not isinstance(request.data[0], list)
     out = score([request.data] if single else request.data)
@@ -79,7 +69,7 @@ def predict_workshop(request: PredictRequest) -> dict:
 tuned = FastAPI()
 
 
-@tuned.post("/predictions/regressor")
+@tuned.post(ROUTE)
 async def predict_tuned(request: Request) -> Response:
     try:
         rows = parse_request({"body": await request.body()}, n_features=N_FEATURES, max_rows=MAX_ROWS)

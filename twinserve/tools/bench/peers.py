@@ -5,8 +5,11 @@ Every peer serves the weights of the archive twinserve serves in production:
     setup): default queue, workers, logging, no batching. Only the ports and
     token authorization are set (0.12 refuses requests without a token by default;
     the workshop's TorchServe had no tokens);
-  - FastAPI + uvicorn with 2 workers, in two flavours (fastapi_peer.py): as
-    FastAPI's tutorials write it, and tuned with twinserve's codec.
+  - FastAPI + uvicorn with 2 workers, per model kind (FASTAPI_PEERS): for tabular
+    models as FastAPI's tutorials write it and tuned with twinserve's codec
+    (fastapi_peer.py); for image models as its tutorials write it (fastapi_image_peer.py).
+The default TorchServe peer runs the model's twinserve handler without twinserve's
+tuning (batching, worker settings, the fast worker codec).
 """
 
 import contextlib
@@ -22,7 +25,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from archiver import build_archive
+from archiver import build_archive, modelconfig, read_metadata
+from archiver.modelconfig import Payload
 from twinserve.errors import ServiceError
 from twinserve.runtime.torchserve import TORCHSERVE_BIN
 from twinserve.settings import project_dir
@@ -45,25 +49,52 @@ def unpack_model(archive: Path, into: Path) -> Path:
     return into
 
 
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+# The handler keys that are twinserve's tuning, not the model's: a default TorchServe goes without them.
+TUNING_KEYS = ("buffered_protocol", "worker_log_level", "torch_threads")
+
+
+def model_dir_of(archive: Path, into: Path) -> Path:
+    """A model directory the archiver takes, rebuilt from an archive and its metadata, with
+    TorchServe's and twinserve's tuning left out: the model, its weights and artifacts, its
+    handler's own keys (features, grid size, ...) and its twinserve: section (samples as files)."""
+    unpack_model(archive, into)
+    (into / "artifacts").mkdir(exist_ok=True)
+    for name in ("weights.pt", "reference_stats.json", "golden_set.json"):
+        shutil.move(into / name, into / "artifacts" / name)
+    settings = modelconfig.from_metadata(read_metadata(archive))
+    (into / "samples").mkdir(exist_ok=True)
+    samples = []
+    for i, sample in enumerate(settings.samples):
+        path = into / "samples" / f"{i}-{sample.name}"
+        path.write_bytes(sample.body)
+        samples.append({"file": str(path.relative_to(into)), "content_type": sample.content_type})
+    section = settings.to_metadata() | {"samples": samples}
+    handler = yaml.safe_load((into / "model-config.yaml").read_text()).get("handler", {})
+    plain = {"handler": {k: v for k, v in handler.items() if k not in TUNING_KEYS}, "twinserve": section}
+    (into / "model-config.yaml").write_text(yaml.safe_dump(plain))
+    return into
+
+
+def _wait(url: str, proc: subprocess.Popen, probe: Payload, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
+    headers = {"Content-Type": probe.content_type}
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ServiceError(f"peer behind {url} exited with {proc.returncode}")
         with contextlib.suppress(requests.RequestException):
-            if requests.post(url, json={"data": [0.2, 0.6]}, timeout=2).status_code == 200:
+            if requests.post(url, data=probe.body, headers=headers, timeout=2).status_code == 200:
                 return
         time.sleep(0.5)
     raise ServiceError(f"peer {url} not ready after {timeout:.0f}s")
 
 
 @contextlib.contextmanager
-def _process(argv: list[str], cwd: Path, env: dict, url: str):
+def _process(argv: list[str], cwd: Path, env: dict, url: str, probe: Payload):
     log = (cwd / "peer.log").open("ab")
     proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)  # fmt: skip
     try:
-        _wait(url, proc)
+        _wait(url, proc, probe)
         yield url
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -78,14 +109,10 @@ def _process(argv: list[str], cwd: Path, env: dict, url: str):
 
 @contextlib.contextmanager
 def default_torchserve(archive: Path, workdir: Path):
-    """TorchServe 0.12, default configuration, serving `archive`'s weights."""
-    model_dir = unpack_model(archive, workdir / "model" / "regressor")
-    (model_dir / "artifacts").mkdir(exist_ok=True)
-    for name in ("weights.pt", "reference_stats.json", "golden_set.json"):
-        shutil.move(model_dir / name, model_dir / "artifacts" / name)
-    handler = yaml.safe_load((model_dir / "model-config.yaml").read_text())["handler"]
-    plain = {"handler": {"features": handler["features"], "max_rows": handler["max_rows"]}}
-    (model_dir / "model-config.yaml").write_text(yaml.safe_dump(plain))
+    """TorchServe 0.12, default configuration, serving `archive`'s model with its handler."""
+    meta = read_metadata(archive)
+    model = meta["model_name"]
+    model_dir = model_dir_of(archive, workdir / "model" / model)
     store = workdir / "store"
     built = build_archive(model_dir, "1.0", store)
     inference, management, metrics, grpc_i, grpc_m = free_ports(5)
@@ -96,7 +123,7 @@ def default_torchserve(archive: Path, workdir: Path):
         f"metrics_address=http://127.0.0.1:{metrics}\n"
         f"grpc_inference_port={grpc_i}\ngrpc_management_port={grpc_m}\n"
         "disable_token_authorization=true\n"
-        f"load_models=regressor={built.path.name}\nmodel_store={store}\n"
+        f"load_models={model}={built.path.name}\nmodel_store={store}\n"
     )
     (workdir / "tmp").mkdir(exist_ok=True)
     argv = [
@@ -114,24 +141,40 @@ def default_torchserve(archive: Path, workdir: Path):
         "LOG_LOCATION": str(workdir / "logs"),
         "METRICS_LOCATION": str(workdir / "logs"),
     }
-    with _process(argv, workdir, env, f"http://127.0.0.1:{inference}/predictions/regressor") as url:
+    probe = modelconfig.from_metadata(meta).samples[0]
+    with _process(argv, workdir, env, f"http://127.0.0.1:{inference}/predictions/{model}", probe) as url:
         yield url
+
+
+# The FastAPI peer of each model kind: (module under twinserve/tools/bench, its apps). A kind without one
+# is measured against TorchServe's default configuration only.
+FASTAPI_PEERS = {
+    "tabular": ("fastapi_peer", ("workshop", "tuned")),
+    "image": ("fastapi_image_peer", ("workshop",)),
+}
 
 
 @contextlib.contextmanager
 def fastapi_uvicorn(archive: Path, workdir: Path, app: str, workers: int = 2):
     """FastAPI + uvicorn (uvloop, httptools), `workers` processes, serving `archive`'s weights.
 
-    `app` names one of fastapi_peer.py's apps: "workshop" or "tuned".
+    `app` names one of the model kind's FastAPI apps (FASTAPI_PEERS), e.g. "workshop" or "tuned".
     """
+    meta = read_metadata(archive)
+    settings = modelconfig.from_metadata(meta)
+    module, apps = FASTAPI_PEERS[settings.handler]
+    if app not in apps:
+        raise ServiceError(f"no FastAPI app {app!r} for {settings.handler} models; expected one of {list(apps)}")
     model_dir = unpack_model(archive, workdir / "model")
     (port,) = free_ports(1)
-    argv = [sys.executable, "-m", "uvicorn", f"twinserve.tools.bench.fastapi_peer:{app}", "--host", "127.0.0.1",
+    argv = [sys.executable, "-m", "uvicorn", f"twinserve.tools.bench.{module}:{app}", "--host", "127.0.0.1",
             "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"]  # fmt: skip
     env = {
         "TWINSERVE_PEER_MODEL_DIR": str(model_dir),
+        "TWINSERVE_PEER_MODEL_NAME": meta["model_name"],
         "PYTHONPATH": str(project_dir() / "handlers"),  # twinserve itself: this interpreter's install
         "OMP_NUM_THREADS": "1",
     }
-    with _process(argv, workdir, env, f"http://127.0.0.1:{port}/predictions/regressor") as url:
+    url = f"http://127.0.0.1:{port}/predictions/{meta['model_name']}"
+    with _process(argv, workdir, env, url, settings.samples[0]) as url:
         yield url

@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 SHELL := /bin/bash
 
-.PHONY: help install up down status test unit lint format bench bench-drift bench-drift-broker loadtest swapcheck drift-demo pipeline
+.PHONY: help install up down status test unit lint format bench bench-drift bench-drift-broker loadtest swapcheck drift-demo drift-eval pipeline
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ swapcheck: install  ## 20 swaps of MODEL (default: the default model) and a depl
 
 drift-demo: install  ## simulator: 1,000 inputs, x1 shifted by 1 std after 400 (needs make up); see the Drift dashboard
 	$(PY) -m twinserve drift-demo --messages 1000 --feature x1 --shift 1 --drift-after 400
+
+drift-eval: install  ## drift detectors on streams with known changes: false alarms, delays (table, docs/drift-eval.png)
+	nice -n 10 $(PY) -m twinserve drift-eval
 
 .PHONY: render-compose compose-config images test-compose
 

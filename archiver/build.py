@@ -27,6 +27,7 @@ import yaml
 
 from archiver import golden, modelconfig
 from archiver.modelconfig import ModelConfigError
+from archiver.reference import ReferenceError, reference_columns, reference_stats
 
 # What every archive carries besides its kind's handler: the base and what it imports (in handlers/).
 HANDLER_BASE = ("twinserve_handler.py", "request_errors.py", "ts_fastpath.py", "input_publisher.py")
@@ -173,11 +174,12 @@ def check_settings(model_dir: Path, config: dict) -> modelconfig.ModelSettings:
     try:
         settings = modelconfig.parse(config.get("twinserve"), model_dir)
         reference = json.loads((artifacts / "reference_stats.json").read_text())
-        unknown = [f for f in settings.drift_features if f not in reference]
+        known = {*reference, *reference_columns(artifacts)}  # reference_data.npz's columns are sketched too
+        unknown = [f for f in settings.drift_features if f not in known]
         if unknown:
             raise ModelConfigError(
-                f"twinserve.drift_features names {unknown[0]!r}, which reference_stats.json does not have "
-                f"(it has {sorted(reference)})"
+                f"twinserve.drift_features names {unknown[0]!r}, which neither reference_stats.json nor "
+                f"reference_data.npz has (they have {sorted(known)})"
             )
         golden.check(json.loads((artifacts / "golden_set.json").read_text()), settings.golden)
     except ModelConfigError as exc:
@@ -216,6 +218,12 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
     handler, modules = handler_files(settings.handler)
     extras = [artifacts / "reference_stats.json", artifacts / "golden_set.json"]
     extras += [artifacts / a for a in OPTIONAL_ARTIFACTS if (artifacts / a).is_file()]
+    try:
+        reference = reference_stats(
+            artifacts, json.loads((artifacts / "reference_stats.json").read_text()), settings.drift_features
+        )
+    except ReferenceError as exc:
+        raise ArchiveError(str(exc)) from None
     extras += sorted(p for p in (artifacts / MODEL_FILES).glob("*") if p.is_file())
     with tempfile.TemporaryDirectory(dir=store) as tmp:
         generate_model_archive(
@@ -239,7 +247,7 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
             "sha256": digest,
             "git_commit": _git_commit(),
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "reference_stats": json.loads((artifacts / "reference_stats.json").read_text()),
+            "reference_stats": reference,  # with KLL sketches of the watched features: archiver/reference.py
             "golden_set": json.loads((artifacts / "golden_set.json").read_text()),
             "metrics": _read_json(artifacts / "metrics.json"),
             "handler": config.get("handler", {}),

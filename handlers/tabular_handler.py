@@ -2,7 +2,8 @@
 
 A kind of twinserve_handler.TwinserveHandler: it only decodes rows
 (tabular_codec.py), scores them and writes the answer; batch isolation,
-versions and drift publishing are the base's.
+versions and drift publishing are the base's. What it publishes for drift is
+each row's inputs and its answer, named "prediction" (prediction drift).
 
 The forward pass runs in float64 and answers are rounded to float32, the
 model's own precision. In float32, the matrix kernels sum in an order that
@@ -20,12 +21,14 @@ from request_errors import ModelFault
 from tabular_codec import DEFAULT_MAX_ABS, Rows, format_output, parse_request
 from twinserve_handler import TwinserveHandler
 
+PREDICTION = "prediction"  # the name of the output among the published columns
+
 
 class TabularHandler(TwinserveHandler):
     def configure(self, cfg):
         """Args: cfg: features (names, in row order), max_rows, max_abs_input."""
         self.features = list(cfg.get("features", ["x1", "x2"]))
-        self.drift_features = self.features
+        self.drift_features = [*self.features, PREDICTION]  # the output too: prediction drift
         self.max_rows = int(cfg.get("max_rows", 64))
         self.max_abs = float(cfg.get("max_abs_input", DEFAULT_MAX_ABS))
 
@@ -52,4 +55,5 @@ class TabularHandler(TwinserveHandler):
         return format_output(output, item.single)
 
     def drift_rows(self, item: Rows, output) -> list[list[float]]:
-        return item.values
+        """Each row's inputs, then its answer (a column named "prediction", like train.py's reference_data)."""
+        return [[*row, value] for row, value in zip(item.values, output, strict=True)]

@@ -4,6 +4,8 @@ Writes into --out (default: artifacts/ beside this file):
   weights.pt           the state dict TorchServe loads
   reference_stats.json per training feature: count, mean, std (drift detection
                        compares live inputs against these)
+  reference_data.npz   the training inputs by name and the model's output on them
+                       ("prediction"): the archiver sketches their distributions
   golden_set.json      inputs with the outputs this exact model gives; the smoke
                        test replays them before any promotion
 
@@ -17,6 +19,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,6 +49,15 @@ def reference_stats(x: torch.Tensor) -> dict:
             "std": float(col.std(unbiased=True)),
         }
     return stats
+
+
+def reference_data(model: RegressorMLP, x: torch.Tensor) -> dict:
+    """Columns of what the handler publishes: each input, and the output scored as the handler does."""
+    with torch.no_grad():
+        prediction = model.double()(x.double()).float().double().reshape(-1)
+    model.float()
+    columns = {name: x[:, i].double().numpy() for i, name in enumerate(FEATURES)}
+    return {**columns, "prediction": prediction.numpy()}
 
 
 def train(seed: int, epochs: int, n_samples: int) -> tuple[RegressorMLP, torch.Tensor, float]:
@@ -96,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out / "weights.pt")
     (args.out / "reference_stats.json").write_text(json.dumps(reference_stats(x), indent=2) + "\n")
+    numpy.savez(args.out / "reference_data.npz", **reference_data(model, x))
     golden = golden_set(model, torch.Generator().manual_seed(args.seed + 1))
     (args.out / "golden_set.json").write_text(json.dumps(golden, indent=2) + "\n")
     print(f"trained seed={args.seed} epochs={args.epochs} train_mse={mse:.5f} -> {args.out}")

@@ -18,16 +18,21 @@ from twinserve.drift.messages import encode
 class Drift:
     feature: str | None = None  # None: no drift
     shift: float = 0.0  # in reference standard deviations
+    scale: float = 1.0  # the spread multiplied by this around the reference mean (2: std doubled, same mean)
     after: int = 0  # messages before the shift starts
 
 
-def sample_row(reference: dict, features: list[str], rng: random.Random, shifted: str | None, shift: float) -> list:
+def sample_row(
+    reference: dict, features: list[str], rng: random.Random, shifted: str | None, shift: float, scale: float = 1.0
+) -> list:
     row = []
     for name in features:
         mean, std = reference[name]["mean"], reference[name]["std"]
         half_width = math.sqrt(3.0) * std
         value = rng.uniform(mean - half_width, mean + half_width)
-        row.append(value + (shift * std if name == shifted else 0.0))
+        if name == shifted:
+            value = mean + scale * (value - mean) + shift * std
+        row.append(value)
     return row
 
 
@@ -45,9 +50,11 @@ def messages(
         raise ValueError(f"unknown feature {drift.feature!r}; the reference has {sorted(reference)}")
     if count < 0 or rows_per_message < 1:
         raise ValueError("count must be >= 0 and rows_per_message >= 1")
-    features = sorted(reference)
+    features = sorted(f for f in reference if f != "prediction")  # inputs only: no model scores them here
     rng = random.Random(seed)
     for i in range(count):
         shifted = drift.feature if i >= drift.after else None
-        rows = [sample_row(reference, features, rng, shifted, drift.shift) for _ in range(rows_per_message)]
+        rows = [
+            sample_row(reference, features, rng, shifted, drift.shift, drift.scale) for _ in range(rows_per_message)
+        ]
         yield encode(model, version, features, rows)

@@ -200,30 +200,41 @@ def test_the_simulators_drift_on_x1_shows_in_prometheus_and_x2_stays_calm(stack)
     assert abs(z["x2"]) < 3
 
 
-def test_the_drift_alert_fires_for_x1_into_the_receiver_and_not_for_x2(stack, workdir):
-    """TwinserveDriftDetected end to end: z over 4 for 2 minutes, then Alertmanager, then the receiver.
+def test_the_drift_alert_fires_for_a_doubled_spread_into_the_receiver_and_not_for_an_undrifted_stream(stack, workdir):
+    """TwinserveDriftDetected end to end: x1's spread doubled with the same mean (the z-score cannot see
+    it) turns the verdict on; 2 minutes later Alertmanager sends the alert to the receiver.
 
-    On a version of its own (7.7, archived here, never served): earlier tests sent
-    constant inputs to the served versions, which are drift on both features.
+    On versions of their own (7.7 drifted, 7.8 undrifted; archived here, never served): earlier
+    tests sent constant inputs to the served versions, which are drift on both features.
     """
-    build_archive(workdir / "models" / "regressor", "7.7", stack.model_store)
-    subprocess.run(
-        [sys.executable, "-m", "twinserve", "drift-demo", "--messages", "1000", "--feature", "x1", "--shift", "1",
-         "--drift-after", "400", "--seed", "12", "--version", "7.7"],
-        env={**os.environ, "TWINSERVE_STACK": str(stack.path)}, cwd=REPO_ROOT, check=True, timeout=120,
-    )  # fmt: skip
+    for version, args in (("7.7", ["--feature", "x1", "--shift", "0", "--scale", "2", "--drift-after", "400"]),
+                          ("7.8", [])):  # fmt: skip
+        build_archive(workdir / "models" / "regressor", version, stack.model_store)
+        subprocess.run(
+            [sys.executable, "-m", "twinserve", "drift-demo", "--messages", "1000", *args, "--seed", "12",
+             "--version", version],
+            env={**os.environ, "TWINSERVE_STACK": str(stack.path)}, cwd=REPO_ROOT, check=True, timeout=120,
+        )  # fmt: skip
     receiver = f"http://127.0.0.1:{stack.monitoring.alert_receiver_port}/alerts"
 
-    def received():
+    def received(version):
         alerts = requests.get(receiver, params={"alertname": "TwinserveDriftDetected", "status": "firing"}, timeout=5)
-        return [a for a in alerts.json() if a["labels"].get("version") == "7.7"]
+        return [a for a in alerts.json() if a["labels"].get("version") == version]
 
-    alerts = poll(received, timeout=240, every=5)
+    alerts = poll(lambda: received("7.7"), timeout=240, every=5)
     assert alerts, prometheus_query(stack, 'ALERTS{alertname="TwinserveDriftDetected",version="7.7"}')
-    assert {a["labels"]["feature"] for a in alerts} == {"x1"}
-    assert alerts[0]["severity"] == "warning"
-    firing = prometheus_query(stack, 'ALERTS{alertname="TwinserveDriftDetected",alertstate="firing",version="7.7"}')
-    assert [r["metric"]["feature"] for r in firing] == ["x1"]
+    assert alerts[0]["severity"] == "warning" and alerts[0]["labels"]["model"] == "regressor"
+    metrics = consumer_metrics(stack)
+
+    def flag(version, feature):
+        return total(metrics, "twinserve_drift_feature_drifting", version=version, feature=feature, test="verdict")
+
+    assert (flag("7.7", "x1"), flag("7.7", "x2")) == (1, 0)
+    assert total(metrics, "twinserve_drift_verdicts_total", version="7.8") >= 1, "7.8 was judged"
+    assert total(metrics, "twinserve_drift_detected", version="7.8") == 0
+    assert received("7.8") == []
+    firing = prometheus_query(stack, 'ALERTS{alertname="TwinserveDriftDetected",alertstate="firing"}')
+    assert "7.8" not in [r["metric"]["version"] for r in firing]
 
 
 def consumer_value(stack, name, **labels) -> float:

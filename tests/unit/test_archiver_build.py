@@ -3,6 +3,7 @@
 import hashlib
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -77,7 +78,10 @@ def test_metadata_records_the_sha256_of_the_archive(model_dir, store):
 def test_metadata_carries_the_artifacts_and_the_model_config(model_dir, store):
     meta = read_metadata(build_archive(model_dir, "1.0", store).path)
     artifacts = model_dir / "artifacts"
-    assert meta["reference_stats"] == json.loads((artifacts / "reference_stats.json").read_text())
+    stats = json.loads((artifacts / "reference_stats.json").read_text())
+    assert {
+        f: {k: v for k, v in e.items() if k != "kll"} for f, e in meta["reference_stats"].items() if f in stats
+    } == {f: {**e, "std": pytest.approx(e["std"]), "mean": pytest.approx(e["mean"])} for f, e in stats.items()}
     assert meta["golden_set"] == json.loads((artifacts / "golden_set.json").read_text())
     config = yaml.safe_load((model_dir / "model-config.yaml").read_text())
     assert meta["handler"] == config["handler"]
@@ -264,6 +268,34 @@ def test_cli_bad_version_exits_non_zero_with_one_line(model_dir, tmp_path):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "version 'one' must be numbers separated by dots" in result.stderr
+
+
+def test_every_published_column_gets_a_kll_sketch_of_its_training_distribution(model_dir, store):
+    import base64
+
+    import numpy as np
+    from datasketches import kll_doubles_sketch
+
+    meta = read_metadata(build_archive(model_dir, "1.0", store).path)
+    data = np.load(model_dir / "artifacts" / "reference_data.npz")
+    assert set(meta["reference_stats"]) == {"x1", "x2", "prediction"} == set(data.files)
+    for name, entry in meta["reference_stats"].items():
+        sketch = kll_doubles_sketch.deserialize(base64.b64decode(entry["kll"]))
+        assert sketch.n == entry["count"] == data[name].size
+        assert sketch.get_quantile(0.5) == pytest.approx(np.median(data[name]), abs=0.05 * entry["std"])
+        assert entry["mean"] == pytest.approx(data[name].mean())
+
+
+def test_drift_features_choose_the_sketched_columns_and_an_unknown_one_is_refused(model_dir, store):
+    config = model_dir / "model-config.yaml"
+    text = config.read_text()
+    config.write_text(re.sub(r"(?m)^  drift_features: .*$", "  drift_features: [x1, prediction]", text))
+    meta = read_metadata(build_archive(model_dir, "1.0", store).path)
+    assert "kll" in meta["reference_stats"]["prediction"] and "kll" not in meta["reference_stats"]["x2"]
+    config.write_text(re.sub(r"(?m)^  drift_features: .*$", "  drift_features: [x9]", text))
+    with pytest.raises(ArchiveError, match="x9"):
+        build_archive(model_dir, "1.1", store)
+    assert not list(Path(store).glob("*-1.1.*"))
 
 
 @pytest.mark.parametrize(

@@ -149,3 +149,52 @@ def test_a_message_whose_processing_fails_is_counted_and_the_next_one_is_process
     assert sample(registry, "twinserve_drift_invalid_messages_total", reason="processing error") == 1
     assert sample(registry, "twinserve_drift_messages_total") == 1
     assert "failed; counted and skipped" in caplog.text
+
+
+def sketched_consumer(tmp_path):
+    """A consumer whose reference has KLL sketches (as the archiver writes) of x1, x2 and the prediction."""
+    import numpy as np
+
+    from archiver.reference import column_reference
+    from twinserve.drift.detect import VerdictSettings
+
+    rng = np.random.default_rng(5)
+    reference = {f: column_reference(rng.random(4000)) for f in ("x1", "x2", "prediction")}
+    settings = ConsumerSettings(
+        "unused:9092", "inputs", model_store=tmp_path, verdict=VerdictSettings(min_rows=400, every=200)
+    )
+    registry = CollectorRegistry()
+    clock = [0.0]
+    consumer = DriftConsumer(settings, registry, {("regressor", "2.0"): reference}, clock=lambda: clock[0])
+    return consumer, registry, rng
+
+
+def test_the_verdict_is_exported_per_model_version_and_turns_on_for_a_doubled_spread(tmp_path):
+    consumer, registry, rng = sketched_consumer(tmp_path)
+    version = {"model": "regressor", "version": "2.0"}
+    for _ in range(20):  # old messages: inputs only, no prediction column
+        assert consumer.process(encode("regressor", "2.0", ["x1", "x2"], rng.random((50, 2)).tolist()))
+    assert sample(registry, "twinserve_drift_detected", **version) == 0
+    assert sample(registry, "twinserve_drift_verdicts_total", **version) >= 1
+    assert sample(registry, "twinserve_drift_verdict_timestamp_seconds", **version) > 1.7e9  # wall time
+    x1 = {**version, "feature": "x1"}
+    assert sample(registry, "twinserve_drift_feature_drifting", **x1, test="verdict") == 0
+    assert sample(registry, "twinserve_drift_feature_statistic", **x1, test="ks_pvalue") > 0.001
+    assert sample(registry, "twinserve_drift_feature_statistic", **version, feature="prediction", test="ks") is None
+    for _ in range(40):
+        rows = rng.random((50, 3))
+        rows[:, 0] = 0.5 + 2 * (rows[:, 0] - 0.5)
+        assert consumer.process(encode("regressor", "2.0", ["x1", "x2", "prediction"], rows.tolist()))
+    assert sample(registry, "twinserve_drift_detected", **version) == 1
+    assert sample(registry, "twinserve_drift_share", **version) == pytest.approx(1 / 3)
+    assert sample(registry, "twinserve_drift_feature_drifting", **x1, test="ks") == 1
+    assert sample(registry, "twinserve_drift_feature_drifting", **version, feature="x2", test="verdict") == 0
+    assert sample(registry, "twinserve_drift_verdict_window_rows", **version) == 2000
+
+
+def test_a_column_the_reference_lacks_is_ignored_and_the_others_used(tmp_path):
+    """A newer handler (with the prediction) in front of an archive built before the sketches."""
+    consumer, registry = make_consumer(tmp_path)
+    assert consumer.process(encode("regressor", "1.0", ["x1", "x2", "prediction"], [[0.2, 0.6, 1.0]]))
+    assert sample(registry, "twinserve_drift_count", model="regressor", version="1.0", feature="x1") == 1
+    assert sample(registry, "twinserve_drift_count", model="regressor", version="1.0", feature="prediction") is None

@@ -225,8 +225,10 @@ def test_only_production_inputs_are_published(handler, context):
     bodies = [{"data": [0.1, 0.2]}, {"data": [[0.3, 0.4], [0.5, 0.6]]}, {"data": [0.7, 0.8]}, {"data": [0.9, 1.0]}]
     run_batch(handler, context, bodies + [{"data": [1]}], headers + [{"X-Twinserve-Route": "production"}])
     [(model, version, features, rows)] = published
-    assert rows == [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]
-    assert (model, version, list(features)) == ("regressor", "1.3", ["x1", "x2"])
+    assert [r[:2] for r in rows] == [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]
+    assert (model, version, list(features)) == ("regressor", "1.3", ["x1", "x2", "prediction"])
+    answers = [a[2]["output"] for a in run_batch(handler, context, [{"data": [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]}])]
+    assert [r[2] for r in rows] == answers[0], "the output column is the answer each row got"
 
 
 def test_a_pathological_request_does_not_fail_the_rest_of_its_batch(handler, context, reference):

@@ -11,7 +11,7 @@ import torch
 from tests.unit.harness import load_train
 
 REGRESSOR = Path(__file__).resolve().parents[2] / "models" / "regressor"
-ARTIFACTS = ("weights.pt", "reference_stats.json", "golden_set.json")
+ARTIFACTS = ("weights.pt", "reference_stats.json", "reference_data.npz", "golden_set.json")
 SMALL = ["--epochs", "3", "--samples", "1024"]  # the same code path as the defaults, in a fraction of the time
 
 
@@ -39,6 +39,22 @@ def read_all(out: Path) -> dict[str, bytes]:
 def test_writes_every_artifact_into_out(tmp_path):
     out = run_train(tmp_path / "a" / "b")
     assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACTS)
+
+
+def test_the_reference_data_holds_the_training_inputs_and_the_models_answers_to_them(tmp_path):
+    import numpy as np
+
+    out = run_train(tmp_path / "r")
+    data = np.load(out / "reference_data.npz")
+    assert sorted(data.files) == ["prediction", "x1", "x2"]
+    assert {data[f].size for f in data.files} == {1024}
+    stats = json.loads((out / "reference_stats.json").read_text())
+    assert data["x1"].mean() == pytest.approx(stats["x1"]["mean"])
+    model = train.RegressorMLP(n_features=2)
+    model.load_state_dict(torch.load(out / "weights.pt"))
+    with torch.no_grad():
+        answers = model.double()(torch.from_numpy(np.column_stack([data["x1"], data["x2"]]))).float().reshape(-1)
+    assert data["prediction"].tolist() == answers.double().tolist(), "what the handler would answer"
 
 
 def test_same_seed_gives_byte_identical_artifacts_across_processes(tmp_path):

@@ -50,6 +50,7 @@ VERBS = {  # verb: its module in twinserve/cli/, in the order --help lists them
     "swapcheck": "swapcheck",
     "bench": "bench",
     "drift-demo": "drift_demo",
+    "drift-eval": "drift_eval",
     "render-compose": "render_compose",
     "images": "images",
     "serve": "serve",

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from twinserve.drift.detect import VerdictSettings, VersionWindow
 from twinserve.drift.messages import InvalidMessage, decode
 from twinserve.drift.stats import MAX_ABS, FeatureDrift, in_range, usable_spread
 from twinserve.drift.topic import RESET_REASONS, PartitionView, describe, ensure_topic, reset_reason
@@ -66,6 +67,7 @@ class ConsumerSettings:
     max_records: int = 1000
     check_s: float = 2.0  # lag, broker and topic-reset checks
     max_mb: int | None = None  # the topic is created with retention_configs(max_mb)
+    verdict: VerdictSettings = VerdictSettings()  # the distribution tests' windows and thresholds (detect.py)
 
     @classmethod
     def from_stack(cls, stack) -> "ConsumerSettings":
@@ -131,6 +133,20 @@ class DriftMetrics:
         self.invalid_rows.labels(OUT_OF_RANGE)
         for reason in RESET_REASONS:
             self.resets.labels(reason)
+        version = ["model", "version"]
+        self.drifting = gauge(
+            "feature_drifting", "1 if the feature drifts by this test (test=verdict: by the verdict's rule).",
+            [*LABELS, "test"],
+        )  # fmt: skip
+        self.statistic = gauge(
+            "feature_statistic", "The test's statistic on the window (ks, ks_pvalue after Bonferroni, "
+            "wasserstein in training stds, psi, zscore).", [*LABELS, "test"],
+        )  # fmt: skip
+        self.share = gauge("share", "Share of the version's tested features drifting (the verdict's rule).", version)
+        self.detected = gauge("detected", "1 if the version's inputs or outputs drifted (the verdict).", version)
+        self.verdict_rows = gauge("verdict_window_rows", "Rows in the window of the last verdict.", version)
+        self.verdicts = Counter("twinserve_drift_verdicts", "Verdicts made.", version, registry=registry)
+        self.verdict_time = gauge("verdict_timestamp_seconds", "Unix time of the last verdict.", version)
         self.lag = Gauge("twinserve_drift_consumer_lag", "Messages on the topic not yet processed.", registry=registry)
         self.broker_up = Gauge("twinserve_drift_broker_up", "1 while the broker answers.", registry=registry)
 
@@ -178,8 +194,10 @@ class Tracked:
 
 
 class DriftConsumer:
-    def __init__(self, settings: ConsumerSettings, registry: CollectorRegistry, references=None):
+    def __init__(self, settings: ConsumerSettings, registry: CollectorRegistry, references=None, clock=time.monotonic):
         self.settings = settings
+        self.clock = clock  # the time windows' (the evaluation passes its own)
+        self.windows: dict[tuple[str, str], VersionWindow | None] = {}  # None: no sketches in the reference
         self.metrics = DriftMetrics(registry)
         self.references = references if references is not None else load_references(settings.model_store)
         self.features: dict[tuple[str, str, str], Tracked] = {}
@@ -213,13 +231,38 @@ class DriftConsumer:
             self.metrics.invalid_rows.labels(OUT_OF_RANGE).inc(len(inputs.rows) - len(rows))
             columns = [[row[j] for row in rows] for j in range(len(inputs.features))]
         for feature, column in zip(tracked, columns, strict=True):
-            feature.drift.add_many(column)
-            feature.export(self.settings.min_samples)
+            if feature is not None:
+                feature.drift.add_many(column)
+                feature.export(self.settings.min_samples)
+        self._judge(inputs.model, inputs.version, dict(zip(inputs.features, columns, strict=True)))
         self.metrics.consumed.inc()
         return True
 
-    def _tracked(self, model: str, version: str, features: list[str]) -> list["Tracked"] | None:
-        """The tracked features of a message's model version, or None without usable reference statistics."""
+    def _judge(self, model: str, version: str, columns: dict[str, list[float]]):
+        """Add the message to its version's window; export the verdict if one was due."""
+        key = (model, version)
+        if key not in self.windows:
+            self.windows[key] = VersionWindow.from_reference_stats(self.references.get(key), self.settings.verdict)
+        window = self.windows[key]
+        verdict = window.add(columns, self.clock()) if window is not None else None
+        if verdict is None:
+            return None
+        m = self.metrics
+        for feature, results in verdict.features.items():
+            for test, value in results.items():
+                m.statistic.labels(model, version, feature, test).set(value)
+            for test, flag in verdict.flags[feature].items():
+                m.drifting.labels(model, version, feature, test).set(int(flag))
+        m.share.labels(model, version).set(verdict.share)
+        m.detected.labels(model, version).set(int(verdict.detected))
+        m.verdict_rows.labels(model, version).set(verdict.rows)
+        m.verdicts.labels(model, version).inc()
+        m.verdict_time.labels(model, version).set(time.time())  # wall time, for Prometheus' time()
+        return verdict
+
+    def _tracked(self, model: str, version: str, features: list[str]) -> list["Tracked | None"] | None:
+        """The tracked features of a message's model version (None where a feature has no reference:
+        an older archive than the message's columns), or None without usable reference statistics."""
         found = self._by_message.get((model, version, *features))
         if found is not None:
             return found
@@ -227,15 +270,16 @@ class DriftConsumer:
         if key not in self.references:
             self.references.update(load_references(self.settings.model_store))  # a version deployed since
         reference = self.references.get(key)
-        if not has_reference(reference, features):
+        known = [f for f in features if has_reference(reference, [f])]
+        if not known:
             return None  # not cached: the version's statistics may arrive with its archive
         found = []
         for f in features:
-            if (model, version, f) not in self.features:
+            if f in known and (model, version, f) not in self.features:
                 self.features[(model, version, f)] = Tracked.start(
                     self.metrics, (model, version, f), reference[f], self.settings.window
                 )
-            found.append(self.features[(model, version, f)])
+            found.append(self.features.get((model, version, f)) if f in known else None)
         self._by_message[(model, version, *features)] = found
         return found
 

@@ -1,0 +1,107 @@
+"""twinserve/drift/detect.py: the tests per feature against a KLL reference, the window and the verdict."""
+
+import math
+
+import numpy as np
+import pytest
+
+from archiver.reference import column_reference
+from twinserve.drift.detect import Reference, VerdictSettings, VersionWindow, drifting, feature_tests
+
+RNG = np.random.default_rng(7)
+TRAINING = RNG.random((8192, 2))
+STATS = {"x1": column_reference(TRAINING[:, 0]), "x2": column_reference(TRAINING[:, 1])}
+
+
+def window(settings: VerdictSettings | None = None):
+    return VersionWindow.from_reference_stats(STATS, settings)
+
+
+def feed(w, x1, x2, start=0.0, per=50):
+    verdicts = []
+    for i in range(0, len(x1), per):
+        v = w.add({"x1": x1[i : i + per], "x2": x2[i : i + per]}, start + i / per)
+        verdicts += [v] if v else []
+    return verdicts
+
+
+def test_the_reference_cdf_is_the_training_distributions():
+    ref = Reference.from_entry(STATS["x1"])
+    assert ref.count == 8192 and ref.mean == pytest.approx(0.5, abs=0.02)
+    assert ref.cdf(np.array([-1.0, 0.25, 0.5, 0.75, 2.0])) == pytest.approx([0, 0.25, 0.5, 0.75, 1], abs=0.02)
+    assert ref.psi_shares() == pytest.approx([0.1] * 10, abs=0.002)  # the 1001-point grid
+
+
+def test_an_entry_without_a_sketch_has_no_distribution_reference():
+    assert Reference.from_entry({"mean": 0.5, "std": 0.3}) is None
+    assert VersionWindow.from_reference_stats({"x1": {"mean": 0.5, "std": 0.3}}) is None
+
+
+def test_undrifted_values_pass_every_test_and_a_doubled_spread_fails_ks_and_wasserstein():
+    ref = Reference.from_entry(STATS["x1"])
+    calm = feature_tests(RNG.random(2000), ref, n_features=2)
+    assert calm["ks_pvalue"] > 0.001 and calm["wasserstein"] < 0.05 and calm["psi"] < 0.05 and abs(calm["zscore"]) < 4
+    assert not any(drifting(calm, VerdictSettings()).values())
+    spread = 0.5 + 2 * (RNG.random(2000) - 0.5)
+    wide = feature_tests(spread, ref, n_features=2)
+    flags = drifting(wide, VerdictSettings())
+    assert flags["ks"] and flags["wasserstein"] and flags["psi"] and flags["verdict"]
+    assert abs(wide["zscore"]) < 4, "the same mean: the z-score cannot see it"
+
+
+def test_the_ks_pvalue_is_bonferroni_corrected_over_the_features():
+    ref = Reference.from_entry(STATS["x1"])
+    values = RNG.random(1000) * 0.97
+    one, three = feature_tests(values, ref, 1), feature_tests(values, ref, 3)
+    assert three["ks_pvalue"] == pytest.approx(min(3 * one["ks_pvalue"], 1.0))
+
+
+def test_no_verdict_below_the_minimum_window_then_one_every_few_rows():
+    w = window(VerdictSettings(min_rows=500, every=250, max_rows=2000))
+    verdicts = feed(w, RNG.random(400), RNG.random(400))
+    assert verdicts == []
+    verdicts = feed(w, RNG.random(1000), RNG.random(1000))
+    assert [v.rows for v in verdicts] == [500, 750, 1000, 1250]
+    assert not any(v.detected for v in verdicts) and all(v.share == 0 for v in verdicts)
+
+
+def test_the_window_is_bounded_by_count_and_by_time():
+    w = window(VerdictSettings(min_rows=100, every=100, max_rows=1000, max_age_s=60))
+    feed(w, RNG.random(3000), RNG.random(3000), per=100)
+    assert w.column("x1").size == 1000
+    w.add({"x1": RNG.random(100), "x2": RNG.random(100)}, 1000.0)  # 1000 s later: only this message is recent
+    assert w.rows == 100 and w.column("x1").size == 100
+
+
+def test_a_spread_drift_on_one_feature_is_a_verdict_of_half_the_features():
+    w = window()
+    feed(w, RNG.random(2000), RNG.random(2000))
+    verdicts = feed(w, 0.5 + 2 * (RNG.random(2000) - 0.5), RNG.random(2000), start=100)
+    last = verdicts[-1]
+    assert last.detected and last.share == 0.5
+    assert last.flags["x1"]["verdict"] and not last.flags["x2"]["verdict"]
+
+
+def test_a_feature_missing_from_older_messages_is_left_out_until_it_has_a_window():
+    w = window(VerdictSettings(min_rows=100, every=100))
+    v = w.add({"x1": RNG.random(200)}, 0.0)
+    assert list(v.features) == ["x1"] and not v.detected
+
+
+def test_a_zero_spread_feature_is_reported_not_tested():
+    stats = {**STATS, "c": column_reference(np.full(100, 3.0))}
+    assert stats["c"]["std"] == 0
+    w = VersionWindow.from_reference_stats(stats, VerdictSettings(min_rows=100, every=100))
+    v = w.add({"x1": RNG.random(200), "x2": RNG.random(200), "c": [3.0] * 200}, 0.0)
+    assert v.zero_spread == ["c"] and "c" not in v.features and not v.detected
+    assert math.isfinite(v.features["x1"]["ks"])
+
+
+def test_the_verdict_says_drifted_only_once_the_rule_held_at_two_evaluations_running():
+    w = window(VerdictSettings(min_rows=500, every=500, max_rows=500))
+    wide = 0.5 + 2 * (RNG.random(1000) - 0.5)
+    first, second = feed(w, wide, RNG.random(1000), per=500)
+    assert first.flags["x1"]["verdict"] and not first.detected and first.streaks["verdict"] == 1
+    assert second.detected and second.streaks["verdict"] == 2
+    (calm,) = feed(w, RNG.random(500), RNG.random(500), start=10, per=500)
+    assert not calm.detected and calm.streaks["verdict"] == 0

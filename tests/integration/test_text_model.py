@@ -45,7 +45,8 @@ def sentiment_url(tmp_path_factory):
     """TorchServe with sentiment 1.0, trained here from models/sentiment, on free loopback ports."""
     root = tmp_path_factory.mktemp("sentiment")
     model_dir = root / "sentiment"
-    shutil.copytree(SENTIMENT, model_dir, ignore=shutil.ignore_patterns("artifacts", "data"))  # samples/: twinserve.samples
+    # samples/ stays: twinserve.samples names its files
+    shutil.copytree(SENTIMENT, model_dir, ignore=shutil.ignore_patterns("artifacts", "data"))
     train = [sys.executable, str(SENTIMENT / "train.py"), "--out", str(model_dir / "artifacts")]
     subprocess.run(train, check=True, capture_output=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     built = build_archive(model_dir, "1.0", root / "store")

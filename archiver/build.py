@@ -179,7 +179,7 @@ def check_settings(model_dir: Path, config: dict) -> modelconfig.ModelSettings:
         if unknown:
             raise ModelConfigError(
                 f"twinserve.drift_features names {unknown[0]!r}, which neither reference_stats.json nor "
-                f"reference_data.npz has (they have {sorted(known)})"
+                f"reference_data.npz has (they have {sorted(known)}; artifacts from an older train.py? run it again)"
             )
         golden.check(json.loads((artifacts / "golden_set.json").read_text()), settings.golden)
     except ModelConfigError as exc:

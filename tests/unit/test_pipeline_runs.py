@@ -36,3 +36,15 @@ def test_bad_arguments_give_one_line_and_exit_2(stack, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("twinserve pipeline: error: ") for line in err)
     assert "not a model directory" in err[0] and "version '1.x'" in err[1] and "no pipeline run missing" in err[2]
+
+
+def test_the_test_stage_runs_the_tests_of_what_the_archive_carries():
+    from tests.checkout import REPO_ROOT
+    from twinserve.pipeline.steps import shipped_tests
+
+    digits = shipped_tests(REPO_ROOT, "digits")
+    assert "tests/unit/test_models_digits_train.py" in digits
+    assert "tests/unit/test_handlers_image_handler.py" in digits and "tests/unit/test_archiver_build.py" in digits
+    assert "tests/unit/test_release_smoke.py" in digits
+    assert not [f for f in digits if "test_models_regressor" in f or "test_pyproject" in f]
+    assert all((REPO_ROOT / f).is_file() for f in digits)

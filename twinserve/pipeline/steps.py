@@ -49,10 +49,24 @@ def _last_line(text: str) -> str:
     return lines[-1].strip() if lines else ""
 
 
+# What the test stage runs: the tests of what ships inside the archive (the model's own, every handler,
+# the archiver and its golden cases, the smoke test's comparison). The control plane's own tests are CI's
+# (`make test`); they need developer tools (import-linter, luacheck, ...) that a compose image leaves out.
+SHIPPED_TESTS = ("test_models_{model}_*.py", "test_handlers_*.py", "test_archiver_*.py", "test_release_smoke.py")
+
+
+def shipped_tests(project: Path, model: str) -> list[str]:
+    """The unit test files of what the archive of `model` carries, relative to the project."""
+    unit = project / "tests" / "unit"
+    found = {p for pattern in SHIPPED_TESTS for p in unit.glob(pattern.format(model=model))}
+    return sorted(str(p.relative_to(project)) for p in found)
+
+
 def test(ctx: Context) -> str:
-    """The unit tests of the project's checkout: the code that is about to deploy the model."""
+    """The unit tests of what is about to ship: the model, the handlers, the archiver, the smoke comparison."""
+    files = shipped_tests(ctx.stack.project, ctx.record["model"])
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
         cwd=ctx.stack.project, capture_output=True, text=True,
     )  # fmt: skip
     if result.returncode != 0:

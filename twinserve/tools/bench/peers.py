@@ -13,6 +13,7 @@ tuning (batching, worker settings, the fast worker codec).
 """
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -61,7 +62,11 @@ def model_dir_of(archive: Path, into: Path) -> Path:
     (into / "artifacts").mkdir(exist_ok=True)
     for name in ("weights.pt", "reference_stats.json", "golden_set.json"):
         shutil.move(into / name, into / "artifacts" / name)
-    settings = modelconfig.from_metadata(read_metadata(archive))
+    meta = read_metadata(archive)
+    # The reference as the archive's metadata holds it: with the columns the archiver sketched from
+    # reference_data.npz (the prediction, ...), which the archive itself does not carry.
+    (into / "artifacts" / "reference_stats.json").write_text(json.dumps(meta["reference_stats"]))
+    settings = modelconfig.from_metadata(meta)
     (into / "samples").mkdir(exist_ok=True)
     samples = []
     for i, sample in enumerate(settings.samples):

@@ -31,6 +31,6 @@ def run(args) -> None:
     from simulator.kafka_producer.stream import Drift
     from twinserve.settings import load_stack
 
-    drift = Drift(args.feature, args.shift, args.drift_after, args.scale)
+    drift = Drift(feature=args.feature, shift=args.shift, scale=args.scale, after=args.drift_after)
     stream = Stream(args.model, args.version, args.messages, args.rows, drift, args.seed, args.rate)
     print(publish(load_stack(args.stack), stream, args.bootstrap, args.topic), file=sys.stderr)

@@ -14,6 +14,7 @@ import pytest
 import requests
 from input_publisher import input_message
 from kafka import KafkaProducer
+from kafka.errors import KafkaError, UnknownError
 from prometheus_client import CollectorRegistry
 
 from archiver import build_archive
@@ -115,14 +116,31 @@ class Running:
 
 def publish(stack, topic, raws) -> dict[int, int]:
     """Write the messages to `topic`; returns {partition: its end offset} for the partitions written to
-    (a restarted Tansu may have made the topic with 4 partitions)."""
+    (a restarted Tansu may have made the topic with 4 partitions).
+
+    A message the broker refused (Tansu answers some produce requests of a burst with UnknownError,
+    -1, after it was restarted in an earlier test) is sent again, up to 3 rounds: a refused produce
+    appended nothing, and the tests that count rows would see a duplicate if it had.
+    """
     producer = KafkaProducer(bootstrap_servers=stack.drift.bootstrap, linger_ms=5, allow_auto_create_topics=False)
-    futures = [producer.send(topic, raw) for raw in raws]
-    producer.flush(30)
+    pending, done = list(raws), []
+    for _ in range(4):
+        futures = [(raw, producer.send(topic, raw)) for raw in pending]
+        producer.flush(30)
+        pending = []
+        for raw, future in futures:
+            try:
+                done.append(future.get(timeout=1))
+            except KafkaError as exc:
+                if not exc.retriable and not isinstance(exc, UnknownError):
+                    raise
+                pending.append(raw)
+        if not pending:
+            break
     producer.close()
+    assert not pending, f"{len(pending)} messages refused by the broker 4 times"
     ends = {}
-    for future in futures:
-        meta = future.get(timeout=1)
+    for meta in done:
         ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
     return ends
 

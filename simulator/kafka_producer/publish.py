@@ -47,8 +47,13 @@ def publish(stack: Stack, stream: Stream, bootstrap: str | None = None, topic: s
     bootstrap, topic = bootstrap or stack.drift.bootstrap, topic or stack.drift.topic
     try:
         ensure_topic(bootstrap, topic, max_mb=stack.drift.topic_max_mb)  # one partition, as the stack makes it
-        producer = KafkaProducer(
-            bootstrap_servers=bootstrap, linger_ms=5, max_block_ms=10000, allow_auto_create_topics=False
+        producer = KafkaProducer(  # acks=1 as the handler's publisher: kafka-python 3's idempotent default
+            bootstrap_servers=bootstrap,
+            linger_ms=5,
+            max_block_ms=10000,
+            allow_auto_create_topics=False,
+            acks=1,
+            enable_idempotence=False,  # takes one UnknownError from Tansu as fatal for every batch
         )
         for message in encoded:
             producer.send(topic, message)

@@ -118,11 +118,16 @@ def publish(stack, topic, raws) -> dict[int, int]:
     """Write the messages to `topic`; returns {partition: its end offset} for the partitions written to
     (a restarted Tansu may have made the topic with 4 partitions).
 
-    A message the broker refused (Tansu answers some produce requests of a burst with UnknownError,
-    -1, after it was restarted in an earlier test) is sent again, up to 3 rounds: a refused produce
-    appended nothing, and the tests that count rows would see a duplicate if it had.
+    Configured as the handler's publisher is (acks=1, so not kafka-python 3's idempotent producer,
+    which takes one UnknownError from Tansu as fatal and aborts every batch after it). A message the
+    broker refused (Tansu answers some produce requests of a burst with UnknownError, -1, after it was
+    restarted in an earlier test) is sent again, up to 3 rounds: a refused produce appended nothing,
+    and the tests that count rows would see a duplicate if it had.
     """
-    producer = KafkaProducer(bootstrap_servers=stack.drift.bootstrap, linger_ms=5, allow_auto_create_topics=False)
+    producer = KafkaProducer(
+        bootstrap_servers=stack.drift.bootstrap, linger_ms=5, acks=1, enable_idempotence=False,
+        allow_auto_create_topics=False,
+    )  # fmt: skip
     pending, done = list(raws), []
     for _ in range(4):
         futures = [(raw, producer.send(topic, raw)) for raw in pending]

@@ -37,7 +37,10 @@ KEYS = ("handler", "max_body", "golden", "samples", "drift_features")
 
 
 class ModelConfigError(ValueError):
-    """A twinserve: section that cannot be used; the message names the key."""
+    """A twinserve: section that cannot be used; the message names the key. A configuration error:
+    exit 2 from `twinserve`'s one error handler, as ArchiveError's codes are."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)

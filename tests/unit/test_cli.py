@@ -11,6 +11,7 @@ import yaml
 from kafka.errors import KafkaTimeoutError
 
 from archiver.build import ArchiveError, ArchiveExists
+from archiver.modelconfig import ModelConfigError
 from tests.checkout import DEFAULT_STACK, REPO_ROOT
 from twinserve import cli
 from twinserve.errors import (
@@ -112,6 +113,7 @@ def test_a_command_line_that_does_not_parse_is_one_line_and_exit_2(capsys, argv,
         (UsageError("no such option"), 2, "no such option"),
         (ArchiveExists("model_store/r-1.0.mar already exists"), 1, "model_store/r-1.0.mar already exists"),
         (ArchiveError("version 'x' must be numbers"), 2, "version 'x' must be numbers"),
+        (ModelConfigError("r 1.0 has no twinserve: section"), 2, "r 1.0 has no twinserve: section"),
         (OSError(98, "Address already in use"), 1, "OSError: [Errno 98] Address already in use"),
         (KafkaTimeoutError("no metadata"), 1, "KafkaTimeoutError: no metadata"),
         (requests.ConnectionError("refused"), 1, "ConnectionError: refused"),

@@ -33,6 +33,7 @@ import requests
 from kafka.errors import KafkaError
 
 from archiver.build import ArchiveError
+from archiver.modelconfig import ModelConfigError
 from twinserve.errors import EXIT_FAILED, EXIT_INTERRUPTED, TwinserveError, UsageError
 
 PROG = "twinserve"
@@ -58,7 +59,7 @@ VERBS = {  # verb: its module in twinserve/cli/, in the order --help lists them
     "health": "health",
 }
 EXIT_CODES = "exit codes: 0 done; 1 refused or failed, nothing changed; 2 usage or configuration; 130 interrupted"
-KNOWN = (TwinserveError, ArchiveError)  # errors that carry their own exit code
+KNOWN = (TwinserveError, ArchiveError, ModelConfigError)  # errors that carry their own exit code
 # Errors of what the control plane talks to, that a verb did not turn into a TwinserveError: one line, exit 1.
 SYSTEM = (OSError, KafkaError, requests.RequestException, psutil.Error)
 

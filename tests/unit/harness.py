@@ -34,3 +34,26 @@ def load_train(model_dir: Path, name: str):
         if saved_model is not None:
             sys.modules["model"] = saved_model
     return module
+
+
+def handler_context(monkeypatch, model_dir: Path, name: str, version: str, handler: str, config: dict):
+    """A TorchServe Context for `name` as a worker would build it from an unpacked archive in `model_dir`:
+    no broker, the fast codec's install stubbed, model.py importable as `model`. A generator: the
+    fixture yields it, and torch's threads, the log level and the imported `model` are put back after."""
+    import logging
+
+    import torch
+    import ts_fastpath
+    from ts.context import Context
+
+    monkeypatch.delenv("TWINSERVE_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.setattr(ts_fastpath, "install", lambda: True)
+    monkeypatch.syspath_prepend(str(model_dir))
+    monkeypatch.delitem(sys.modules, "model", raising=False)
+    threads, level = torch.get_num_threads(), logging.getLogger().level
+    manifest = {"model": {"modelName": name, "modelVersion": version, "serializedFile": "weights.pt",
+                          "modelFile": "model.py", "handler": handler}}  # fmt: skip
+    yield Context(name, str(model_dir), manifest, 32, None, "0.12.0", model_yaml_config=config)
+    sys.modules.pop("model", None)  # TorchServe imported model.py as `model`: not for the tests after this one
+    torch.set_num_threads(threads)
+    logging.getLogger().setLevel(level)

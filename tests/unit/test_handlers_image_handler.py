@@ -2,20 +2,16 @@
 on the digits CNN trained by models/digits/train.py. No TorchServe process, no Kafka."""
 
 import io
-import logging
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import ts_fastpath
 import yaml
 from image_handler import ImageHandler
 from PIL import Image
-from ts.context import Context
 
-from tests.unit.harness import load_train, run_batch
+from tests.unit.harness import handler_context, load_train, run_batch
 
 DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
 CONFIG = yaml.safe_load((DIGITS / "model-config.yaml").read_text())
@@ -40,16 +36,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture
 def context(model_dir, monkeypatch):
-    monkeypatch.delenv("TWINSERVE_KAFKA_BOOTSTRAP", raising=False)
-    monkeypatch.setattr(ts_fastpath, "install", lambda: True)
-    monkeypatch.syspath_prepend(str(model_dir))
-    monkeypatch.delitem(sys.modules, "model", raising=False)
-    threads, level = torch.get_num_threads(), logging.getLogger().level
-    manifest = {"model": {"modelName": "digits", "modelVersion": "2.1", "serializedFile": "weights.pt",
-                          "modelFile": "model.py", "handler": "image_handler.py"}}  # fmt: skip
-    yield Context("digits", str(model_dir), manifest, 32, None, "0.12.0", model_yaml_config=CONFIG)
-    torch.set_num_threads(threads)
-    logging.getLogger().setLevel(level)
+    yield from handler_context(monkeypatch, model_dir, "digits", "2.1", "image_handler.py", CONFIG)
 
 
 @pytest.fixture

@@ -3,19 +3,15 @@ sentiment classifier: the packaged encoder and a head fitted here on 320 trainin
 functions; the full training is the integration test's). No TorchServe process, no Kafka."""
 
 import json
-import logging
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import ts_fastpath
 import yaml
 from text_handler import TextHandler, encode_batch
-from ts.context import Context
 
-from tests.unit.harness import load_train, run_batch
+from tests.unit.harness import handler_context, load_train, run_batch
 
 SENTIMENT = Path(__file__).resolve().parents[2] / "models" / "sentiment"
 CONFIG = yaml.safe_load((SENTIMENT / "model-config.yaml").read_text())
@@ -44,17 +40,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture
 def context(model_dir, monkeypatch):
-    monkeypatch.delenv("TWINSERVE_KAFKA_BOOTSTRAP", raising=False)
-    monkeypatch.setattr(ts_fastpath, "install", lambda: True)
-    monkeypatch.syspath_prepend(str(model_dir))
-    monkeypatch.delitem(sys.modules, "model", raising=False)
-    threads, level = torch.get_num_threads(), logging.getLogger().level
-    manifest = {"model": {"modelName": "sentiment", "modelVersion": "1.3", "serializedFile": "weights.pt",
-                          "modelFile": "model.py", "handler": "text_handler.py"}}  # fmt: skip
-    yield Context("sentiment", str(model_dir), manifest, 32, None, "0.12.0", model_yaml_config=CONFIG)
-    sys.modules.pop("model", None)  # TorchServe imported model.py as `model`: not for the tests after this one
-    torch.set_num_threads(threads)
-    logging.getLogger().setLevel(level)
+    yield from handler_context(monkeypatch, model_dir, "sentiment", "1.3", "text_handler.py", CONFIG)
 
 
 @pytest.fixture

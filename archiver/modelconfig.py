@@ -16,6 +16,9 @@ read by twinserve alone, so that nothing model-specific lives in the control pla
                       {files: "samples/*.png", content_type: image/png}  (sorted, at least one)
     drift_features  the input features the drift detector watches (a subset of what the
                     kind publishes; each needs reference statistics)
+    deterministic   true if an answer is a pure function of the request (same bytes in, same
+                    bytes out, whatever shares its batch): Nginx then caches its answers
+    cache           true or false: caches the model's answers or not, whatever deterministic says
 
 parse() checks a raw section and raises ModelConfigError with one line naming the key;
 the archiver writes the result into the archive's metadata (samples read into it:
@@ -33,7 +36,8 @@ from pathlib import Path
 DEFAULT_KIND = "tabular"  # a model-config.yaml without twinserve.handler
 JSON = "application/json"
 COMPARE = ("numbers", "label")
-KEYS = ("handler", "max_body", "golden", "samples", "drift_features")
+KEYS = ("handler", "max_body", "golden", "samples", "drift_features", "deterministic", "cache")
+OPTIONAL = ("handler", "deterministic", "cache")
 
 
 class ModelConfigError(ValueError):
@@ -179,9 +183,13 @@ def parse(raw, model_dir: Path) -> ModelSettings:
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise ModelConfigError(f"twinserve.{unknown[0]} is not a twinserve key; expected some of {', '.join(KEYS)}")
-    missing = [k for k in KEYS if k not in raw and k != "handler"]
+    required = [k for k in KEYS if k not in OPTIONAL]
+    missing = [k for k in required if k not in raw]
     if missing:
-        raise ModelConfigError(f"twinserve.{missing[0]} is missing (twinserve: needs {', '.join(KEYS[1:])})")
+        raise ModelConfigError(f"twinserve.{missing[0]} is missing (twinserve: needs {', '.join(required)})")
+    for flag in ("deterministic", "cache"):
+        if flag in raw and not isinstance(raw[flag], bool):
+            raise ModelConfigError(f"twinserve.{flag} is {raw[flag]!r}; expected true or false")
     handler = raw.get("handler", DEFAULT_KIND)
     if not isinstance(handler, str):
         raise ModelConfigError(f"twinserve.handler is {handler!r}; expected a kind name, e.g. tabular")

@@ -54,6 +54,8 @@ class NginxSettings:
     listen: str | None = None  # bind address when clients use another name (0.0.0.0 in a container)
     admin_allow: tuple[str, ...] = ()  # networks besides loopback that may use the admin server
     lua_dir: str | None = None  # where Nginx finds nginx/lua (a container's mount); default: the checkout's
+    cache_size: str = "64m"  # the response cache's shared dictionary (nginx/lua/twinserve/cache.lua)
+    cache_max_entry: str = "64k"  # a larger answer is not cached
 
     @property
     def listen_host(self) -> str:
@@ -187,10 +189,8 @@ class ModelSpec:
     dir: Path
     version: str
 
-    def body_limit(self, default: str) -> int:
-        """The largest request body this model takes, in bytes: its model-config.yaml's
-        `twinserve.max_body`, else its handler's `max_bytes`, else `default` (nginx.max_body).
-        Nginx answers 413 above it on the model's routes."""
+    def _config(self) -> tuple[Path, dict, dict]:
+        """(model-config.yaml's path, its `twinserve:` section, its `handler:` section); empty without the file."""
         config_file = self.dir / "model-config.yaml"
         try:
             config = yaml.safe_load(config_file.read_text()) or {}
@@ -200,12 +200,29 @@ class ModelSpec:
             raise ConfigError(f"{config_file} is not valid YAML: {exc}") from None
         if not isinstance(config, dict):
             raise ConfigError(f"{config_file}: expected a mapping")
-        ours, handler = config.get("twinserve") or {}, config.get("handler") or {}
+        return config_file, config.get("twinserve") or {}, config.get("handler") or {}
+
+    def body_limit(self, default: str) -> int:
+        """The largest request body this model takes, in bytes: its model-config.yaml's
+        `twinserve.max_body`, else its handler's `max_bytes`, else `default` (nginx.max_body).
+        Nginx answers 413 above it on the model's routes."""
+        config_file, ours, handler = self._config()
         if "max_body" in ours:
             return parse_size(ours["max_body"], f"{config_file}: twinserve.max_body")
         if "max_bytes" in handler:
             return parse_size(handler["max_bytes"], f"{config_file}: handler.max_bytes")
         return parse_size(default, "nginx.max_body")
+
+    def cached(self) -> bool:
+        """Whether Nginx caches this model's production answers: `twinserve.cache` if set, else
+        `twinserve.deterministic` (an answer that is a pure function of the request), else no."""
+        config_file, ours, _ = self._config()
+        for key in ("cache", "deterministic"):
+            if key in ours:
+                if not isinstance(ours[key], bool):
+                    raise ConfigError(f"{config_file}: twinserve.{key} is {ours[key]!r}; expected true or false")
+                return ours[key]
+        return False
 
 
 @dataclass(frozen=True)

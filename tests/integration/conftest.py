@@ -6,6 +6,7 @@ started and stopped by the same code as `make up` / `make down`.
 """
 
 import dataclasses
+import os
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def stack_description(root: Path, **nginx_overrides) -> dict:
     raw["var_dir"] = str(root / "var")
     raw["state_dir"] = str(root / "state")
     raw["model_store"] = str(root / "model_store")
-    for model in raw["models"]:  # regressor and digits, copied and trained by `workdir`
+    for model in raw["models"]:  # copied and trained by `workdir`
         raw["models"][model]["dir"] = str(root / "models" / model)
     raw["supervisor"]["rotate_every_seconds"] = 2  # test_supervision waits for rotations
     return raw
@@ -54,16 +55,18 @@ def train(model_dir: Path, seed: int) -> None:
     )
 
 
-def train_digits(model_dir: Path, seed: int) -> None:
-    """The digits CNN, trained by the repository's train.py (it imports the image codec from handlers/)."""
-    script = REPO_ROOT / "models" / "digits" / "train.py"
+def train_from_repository(model_dir: Path, seed: int) -> None:
+    """A model trained by the repository's own train.py into model_dir/artifacts (digits' and sentiment's
+    import the handlers' codecs from handlers/; sentiment's reads its data from the repository)."""
+    script = REPO_ROOT / "models" / model_dir.name / "train.py"
     argv = [sys.executable, str(script), "--seed", str(seed), "--out", str(model_dir / "artifacts")]
-    subprocess.run(argv, check=True, capture_output=True)
+    subprocess.run(argv, check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
-    """Model directories copied from models/: regressor with archives 1.0 and 1.1, digits with 1.0."""
+    """Model directories copied from models/: regressor with archives 1.0 and 1.1, digits and sentiment
+    with 1.0 (sentiment's training, ~40 s, is paid once per session: test_text_model serves this archive)."""
     root = tmp_path_factory.mktemp("twinserve")
     model_dir = root / "models" / "regressor"
     shutil.copytree(REPO_ROOT / "models" / "regressor", model_dir, ignore=shutil.ignore_patterns("artifacts"))
@@ -71,10 +74,11 @@ def workdir(tmp_path_factory) -> Path:
     build_archive(model_dir, "1.0", root / "model_store")
     train(model_dir, seed=7)
     build_archive(model_dir, "1.1", root / "model_store")
-    digits = root / "models" / "digits"
-    shutil.copytree(REPO_ROOT / "models" / "digits", digits, ignore=shutil.ignore_patterns("artifacts"))
-    train_digits(digits, seed=42)
-    build_archive(digits, "1.0", root / "model_store")
+    for name in ("digits", "sentiment"):
+        model_dir = root / "models" / name
+        shutil.copytree(REPO_ROOT / "models" / name, model_dir, ignore=shutil.ignore_patterns("artifacts", "data"))
+        train_from_repository(model_dir, seed=42)
+        build_archive(model_dir, "1.0", root / "model_store")
     return root
 
 

@@ -1,4 +1,4 @@
-"""Several models per colour against the real stack: both colours serve regressor and digits,
+"""Several models per colour against the real stack: both colours serve regressor, digits and sentiment,
 each model with its own routes, body limit and production colour; swapping one never moves
 another, and ten swaps of digits under load on both models fail no request.
 
@@ -39,7 +39,7 @@ def colours(stack) -> dict[str, tuple[str, str | None]]:
 
 
 def test_both_colours_serve_both_models_each_from_its_own_route(stack):
-    assert colours(stack) == {"regressor": ("blue", "blue"), "digits": ("blue", "blue")}
+    assert colours(stack) == {"regressor": ("blue", "blue"), "digits": ("blue", "blue"), "sentiment": ("blue", "blue")}
     for label, png in SAMPLES.items():
         answer = post(stack, "/predict/digits", png, PNG)
         assert answer.status_code == 200, answer.text
@@ -66,7 +66,7 @@ def test_an_unknown_model_is_a_404_json_listing_the_models(stack, path):
     assert answer.status_code == 404
     assert answer.headers["Content-Type"] == "application/json"
     body = answer.json()
-    assert body["models"] == ["regressor", "digits"] and "regressor, digits" in body["error"]
+    assert body["models"] == ["regressor", "digits", "sentiment"] and "regressor, digits, sentiment" in body["error"]
 
 
 def test_each_model_has_its_own_body_limit(stack):
@@ -101,7 +101,8 @@ def test_swapping_digits_leaves_the_regressor_where_it_was(stack):
     result = cli(stack, "swap_deploy.sh", "digits")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "digits: production is GREEN (was BLUE)"
-    assert colours(stack) == {"regressor": ("blue", "blue"), "digits": ("green", "green")}
+    expected = {"regressor": ("blue", "blue"), "digits": ("green", "green"), "sentiment": ("blue", "blue")}
+    assert colours(stack) == expected
     assert post(stack, "/predict/digits", SAMPLES[1], PNG).headers["X-Served-By"] == "green"
     assert post(stack, "/predict/regressor", json=ROW).headers["X-Served-By"] == "blue"
     assert post(stack, "/predict", json=ROW).headers["X-Served-By"] == "blue"
@@ -114,10 +115,14 @@ def test_which_names_each_model_and_all_of_them(stack):
     assert cli(stack, "which_is_production.sh", "digits").stdout.strip() == "production is GREEN"
     every = cli(stack, "which_is_production.sh", "--all")
     assert every.returncode == 0, every.stderr
-    assert every.stdout.splitlines() == ["regressor: production is BLUE", "digits: production is GREEN"]
+    assert every.stdout.splitlines() == [
+        "regressor: production is BLUE",
+        "digits: production is GREEN",
+        "sentiment: production is BLUE",
+    ]
     unknown = cli(stack, "which_is_production.sh", "cats")
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
-    assert "unknown model 'cats'; this stack serves regressor, digits" in unknown.stderr
+    assert "unknown model 'cats'; this stack serves regressor, digits, sentiment" in unknown.stderr
 
 
 def test_the_exporter_reports_each_model_s_production_colour(stack):
@@ -132,7 +137,7 @@ def test_the_exporter_reports_each_model_s_production_colour(stack):
 def test_rolling_back_digits_leaves_the_regressor_too(stack):
     result = cli(stack, "rollback.sh", "digits")
     assert result.returncode == 0, result.stderr
-    assert colours(stack) == {"regressor": ("blue", "blue"), "digits": ("blue", "blue")}
+    assert colours(stack) == {"regressor": ("blue", "blue"), "digits": ("blue", "blue"), "sentiment": ("blue", "blue")}
 
 
 def test_a_bad_state_file_of_one_model_503s_that_model_only(spare_nginx):

@@ -1,13 +1,10 @@
 """The sentiment model in a real TorchServe 0.12, through its worker protocol (the fast codec included):
-trained here by models/sentiment/train.py, archived with its tokenizer, served from the archive alone.
+trained by models/sentiment/train.py, archived with its tokenizer, served from the archive alone.
 Sentences answer their label, texts a list in order, golden sentences their recorded answers, and every bad
-request its own 4xx JSON while good requests sent at the same time are answered. TorchServe runs on its own:
-the stack's per-model routes are another change."""
+request its own 4xx JSON while good requests sent at the same time are answered. TorchServe runs on its own
+here; test_text_stack.py sends the same model's requests through the stack's Nginx."""
 
 import json
-import shutil
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,7 +12,6 @@ import pytest
 import requests
 import yaml
 
-from archiver import build_archive
 from tests.checkout import REPO_ROOT
 from tests.integration.helpers import standalone_torchserve
 
@@ -41,17 +37,13 @@ def predict(url, body, content_type=JSON):
 
 
 @pytest.fixture(scope="module")
-def sentiment_url(tmp_path_factory):
-    """TorchServe with sentiment 1.0, trained here from models/sentiment, on free loopback ports."""
+def sentiment_url(tmp_path_factory, workdir):
+    """TorchServe with sentiment 1.0 (trained from models/sentiment by the session's `workdir`) on free
+    loopback ports."""
     root = tmp_path_factory.mktemp("sentiment")
-    model_dir = root / "sentiment"
-    # samples/ stays: twinserve.samples names its files
-    shutil.copytree(SENTIMENT, model_dir, ignore=shutil.ignore_patterns("artifacts", "data"))
-    train = [sys.executable, str(SENTIMENT / "train.py"), "--out", str(model_dir / "artifacts")]
-    subprocess.run(train, check=True, capture_output=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
-    built = build_archive(model_dir, "1.0", root / "store")
-    with standalone_torchserve(root, "sentiment", built.path, _ready) as url:
-        ARCHIVES[url] = built.path
+    archive = workdir / "model_store" / "sentiment-1.0.mar"
+    with standalone_torchserve(root, "sentiment", archive, _ready) as url:
+        ARCHIVES[url] = archive
         yield url
 
 

@@ -76,6 +76,8 @@ def test_metadata_without_the_section_says_to_archive_again():
         (section(samples=[{"file": "/etc/passwd", "content_type": "text/plain"}]), "samples[0].file is '/etc/passwd'"),
         (section(drift_features="x1"), "twinserve.drift_features is 'x1'"),
         (section(drift_features=["x1", "x1"]), "names a feature twice"),
+        (section(deterministic="yes"), "twinserve.deterministic is 'yes'; expected true or false"),
+        (section(cache=1), "twinserve.cache is 1; expected true or false"),
     ],
 )
 def test_each_bad_key_is_named(tmp_path, raw, named):

@@ -185,7 +185,7 @@ def test_a_locust_run_without_a_report_raises_not_exits(monkeypatch, tmp_path):
 # --- swapcheck takes the lock that deploy and swap take -------------------------
 
 
-BODIES = {"regressor": (b"{}", "application/json"), "digits": (b"{}", "application/json")}
+BODIES = {m: (b"{}", "application/json") for m in RAW["models"]}  # every model of config/stack.yaml
 
 
 class FakeLoad:

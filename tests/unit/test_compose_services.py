@@ -138,7 +138,7 @@ def test_container_archives_builds_each_initial_version_as_make_up_does(compose_
     monkeypatch.setenv("TWINSERVE_STACK", str(compose_stack.path))
     assert main(["container", "archives"]) == 0
     models = list(compose_stack.models)
-    assert sorted(models) == ["digits", "regressor"]
+    assert sorted(models) == ["digits", "regressor", "sentiment"]
     assert built == [(REPO_ROOT / "models" / m, "1.0") for m in models]
     state_dir = compose_stack.state_dir
     every_model = ", ".join(str(state_dir / f"production.{m}") for m in models)

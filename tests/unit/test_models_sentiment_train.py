@@ -69,3 +69,21 @@ def test_the_shipped_samples_are_what_train_writes_and_none_is_golden(tmp_path):
     bodies = [json.loads(p.read_text()) for p in shipped.iterdir()]
     sent = [b["text"] for b in bodies if "text" in b] + [t for b in bodies if "texts" in b for t in b["texts"]]
     assert len(sent) == len(set(sent)) == 80 and not set(sent) & set(held_out[:16])
+
+
+def test_reference_rows_from_the_embeddings_are_what_the_model_answers(model, tok):
+    """The positive score of the reference comes from the head on fit_head's embeddings (one encoder
+    pass, not two): it is the score the whole model gives each text, and chars and tokens are the text's."""
+    texts, labels, sources = TRAIN.load()
+    x, y, _, _ = TRAIN.split(texts, labels, sources)
+    x, y = x[:96], y[:96]
+    embeddings = TRAIN.embed(model, tok, x)
+    TRAIN.fit_head(model, embeddings, y, seed=7)
+    rows = TRAIN.reference_rows(model, tok, x, embeddings)
+    assert rows.shape == (96, len(TRAIN.DRIFT_FEATURES)) and rows.dtype == torch.float64
+    assert rows[:, 0].tolist() == [float(len(t)) for t in x]
+    assert rows[:, 1].tolist() == [float(len(tok.encode(t).ids)) for t in x]
+    whole = torch.cat([TRAIN.probabilities(model, tok, x[i : i + 32])[:, 1] for i in range(0, 96, 32)])
+    assert torch.allclose(rows[:, 2], whole.double(), atol=1e-5)
+    stats = TRAIN.reference_stats(rows)
+    assert stats["tokens"]["count"] == 96 and stats["chars"]["mean"] == pytest.approx(sum(map(len, x)) / 96)

@@ -162,3 +162,46 @@ def test_nginx_keeps_one_colour_per_model_and_one_bad_file_is_that_model_s_only(
 def test_nginx_reads_the_single_model_file_as_the_default_model_s(tmp_path):
     got = switch_init(tmp_path, {"regressor": None, "digits": "blue\n"}, legacy="green\n")
     assert got == {"regressor": "green", "digits": "blue"}
+
+
+def test_a_cache_entry_answers_only_the_request_it_was_made_for():
+    """cache.lua keeps the request's own bytes in the entry: a hit needs the same bytes, not only the
+    same digest; the answer and its version and content type come back as they were stored."""
+    out = lua(
+        """
+local cache = require("twinserve.cache")
+local entry = cache.encode("1.2", "application/json", '{"text": "a\\nb"}', '{"label": "positive"}\\n')
+local v, t, a = cache.decode(entry, '{"text": "a\\nb"}')
+print(v, t, a == '{"label": "positive"}\\n')
+print(cache.decode(entry, '{"text": "a\\nc"}'))
+print(cache.decode(entry, '{"text": "a\\nbb"}'))
+print(cache.decode("garbage", "x"))
+local empty = cache.encode("1.0", "image/png", "", "")
+print(select("#", cache.decode(empty, "")), (cache.decode(empty, "")))
+"""
+    )
+    assert out.splitlines() == ["1.2\tapplication/json\ttrue", "nil", "nil", "nil", "3\t1.0"]
+
+
+def test_the_cache_counters_are_prometheus_text():
+    out = lua(
+        """
+local cache = require("twinserve.cache")
+local m = ngx.shared.m
+m:incr("cache|hit|sentiment", 19, 0); m:incr("cache|miss|sentiment", 1, 0); m:incr("cache|bypass|digits", 2, 0)
+m:incr("cache|evicted|sentiment", 3, 0); m:incr("n|production|sentiment|blue|200", 20, 0)
+local c = { data = {} }
+function c.free_space() return 4096 end
+ngx.shared.c = c; ngx.shared.s = { incr = function() end }
+cache.init({ cache_dict = "c", dict = "s", metrics_dict = "m", cache_max_entry = 10, cached_models = {}, models = {} })
+local out = {}
+cache.exposition(out)
+print(table.concat(out, "\\n"))
+"""
+    )
+    families = {f.name: f for f in text_string_to_metric_families(out)}
+    requests = {(s.labels["model"], s.labels["result"]): s.value for s in families["twinserve_cache_requests"].samples}
+    assert requests == {("sentiment", "hit"): 19, ("sentiment", "miss"): 1, ("digits", "bypass"): 2}
+    kept = families["twinserve_cache_not_kept"].samples
+    assert [(s.labels, s.value) for s in kept] == [({"model": "sentiment", "reason": "evicted"}, 3)]
+    assert families["twinserve_cache_free_bytes"].samples[0].value == 4096

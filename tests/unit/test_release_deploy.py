@@ -54,7 +54,8 @@ def test_a_deploy_registers_smokes_then_retires_the_old_version(stack, clients, 
     assert served(server) == (["1.1"], "1.1")
     assert staged(stack) == ["regressor-1.1.mar"]
     assert clients.smoke.calls == [("/test/predict/regressor", "green", "1.1")]
-    assert read_deployments(stack)["green"] == {"regressor": "1.1", "digits": "1.0"}  # the other model untouched
+    # the other models untouched
+    assert read_deployments(stack)["green"] == {"regressor": "1.1", "digits": "1.0", "sentiment": "1.0"}
     assert server.changes("blue") == [] and staged(stack, "blue") == ["regressor-1.0.mar"]
 
 

@@ -192,16 +192,18 @@ def test_swapping_one_model_never_moves_another(tmp_path, smoke):
     write_archive(stack, "digits", "1.0", golden=[{"data": [[0] * 8] * 8, "label": 0, "probabilities": [1.0]}])
     write_archive(stack, "digits", "1.1", golden=[{"data": [[0] * 8] * 8, "label": 0, "probabilities": [1.0]}])
     write_production(stack, "blue", "digits")
+    write_production(stack, "blue", "sentiment")
     server = FakeTorchServe({c: {"regressor": "1.0", "digits": v} for c, v in (("blue", "1.0"), ("green", "1.1"))})
-    switch = FakeSwitch("blue", {"digits": "blue"})
+    switch = FakeSwitch("blue", {"digits": "blue", "sentiment": "blue"})
     clients = fake_clients(server, switch, smoke)
     assert promote.swap(stack, "digits", clients=clients) == "digits: production is GREEN (was BLUE)"
-    assert switch.models == ["digits"] and switch.others == {"digits": "green"} and switch.production == "blue"
+    assert switch.models == ["digits"] and switch.production == "blue"
+    assert switch.others == {"digits": "green", "sentiment": "blue"}
     assert read_production(stack, "digits") == "green" and read_production(stack) == "blue"
     assert {path for path, *_ in smoke.calls} == {"/test/predict/digits", "/predict/digits"}
     assert not any(c[1] == "describe" and c[2] == "regressor" for c in server.calls)  # its preflight is digits' only
     assert promote.which_all(stack, clients=clients) == (
-        ["regressor: production is BLUE", "digits: production is GREEN"],
+        ["regressor: production is BLUE", "digits: production is GREEN", "sentiment: production is BLUE"],
         True,
     )
 

@@ -1,6 +1,7 @@
 """twinserve/runtime/render.py: the rendered Nginx and TorchServe configs take every port and address
 from the stack description, and Nginx accepts its config."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -21,6 +22,7 @@ from twinserve.runtime.render import (
     PROXIED_ERRORS,
     TORCHSERVE_TEMPLATE,
     lua_literal,
+    nginx_lua_config,
     render_nginx,
     render_torchserve,
     routes,
@@ -104,12 +106,14 @@ def test_every_error_nginx_answers_itself_is_json(stack):
         assert f"error_page {code} {status_change}{target};" in text
         assert f"""return {status} '{{"error": "{message}"}}\\n';""" in text or code == 413
     assert "Retry-After 1" in text.split("location @error507")[1].split("}")[0]
-    # On the proxied routes TorchServe's own JSON 400/404/500 pass; only 507 among its codes is replaced.
+    # On the proxied routes every answer of TorchServe passes (the handler's 400/413/500 name the bad
+    # input); edge.lua replaces its frontend's 400/503/507 (no X-Model-Version) with a JSON 503.
     predict = text.split("location = /predict {")[1].split("\n        }\n")[0]
-    assert "proxy_intercept_errors on;" in predict
+    assert "proxy_intercept_errors off;" in predict
     assert set(re.findall(r"error_page (\d+) ", predict)) == {str(c) for c in PROXIED_ERRORS}
-    assert "error_page 507 =503 @error507;" in predict
-    assert not {"400", "404", "500"} & set(re.findall(r"error_page (\d+) ", predict))
+    assert not {"400", "404", "500", "507"} & set(re.findall(r"error_page (\d+) ", predict))
+    frontend = nginx_lua_config(stack)["frontend_errors"]
+    assert frontend == {"503": NGINX_ERRORS[503][1], "507": NGINX_ERRORS[507][1]}
 
 
 def test_every_answer_is_counted_and_logged_at_server_level(stack):
@@ -178,6 +182,7 @@ def test_every_model_has_its_routes_and_the_default_keeps_the_short_ones(stack):
         ("/predict", "production", "regressor"), ("/test/predict", "test", "regressor"),
         ("/predict/regressor", "production", "regressor"), ("/test/predict/regressor", "test", "regressor"),
         ("/predict/digits", "production", "digits"), ("/test/predict/digits", "test", "digits"),
+        ("/predict/sentiment", "production", "sentiment"), ("/test/predict/sentiment", "test", "sentiment"),
     }  # fmt: skip
 
 
@@ -202,7 +207,7 @@ def test_each_route_proxies_to_its_model_with_its_own_body_limit(stack):
 def test_an_unknown_model_gets_a_404_listing_the_models(stack):
     text = render_nginx(stack)
     body = json.loads(unknown_model_body(stack))
-    assert body["models"] == ["regressor", "digits"] and "regressor, digits" in body["error"]
+    assert body["models"] == ["regressor", "digits", "sentiment"] and "regressor, digits, sentiment" in body["error"]
     for prefix in ("/predict/", "/test/predict/"):
         block = text.split(f"location ^~ {prefix} {{")[1].split("\n        }")[0]
         assert f"return 404 '{unknown_model_body(stack)}\\n';" in block
@@ -210,3 +215,27 @@ def test_an_unknown_model_gets_a_404_listing_the_models(stack):
 
 def test_torchserve_takes_the_largest_model_s_body(stack):
     assert "max_request_size=262144" in render_torchserve(stack, "blue", {}).splitlines()
+
+
+def test_deterministic_models_are_cached_on_their_production_routes_and_a_model_can_opt_out(stack, tmp_path):
+    config = nginx_lua_config(stack)
+    assert config["cached_models"] == ["regressor", "digits", "sentiment"]  # each says deterministic: true
+    assert config["cache_max_entry"] == 64 * 1024
+    text = render_nginx(stack)
+    assert "lua_shared_dict twinserve_cache 67108864;" in text
+    for r in routes(stack):
+        block = location(text, r.path)
+        assert f'require("twinserve.edge").lookup("{r.model}")' in block
+        assert f'require("twinserve.edge").header_filter("{r.model}")' in block
+
+    own = tmp_path / "models" / "digits"
+    shutil.copytree(stack.models["digits"].dir, own, ignore=shutil.ignore_patterns("artifacts", "samples"))
+    cfg = own / "model-config.yaml"
+    cfg.write_text(cfg.read_text().replace("deterministic: true", "deterministic: true\n  cache: false"))
+    off = dataclasses.replace(
+        stack, models={**stack.models, "digits": dataclasses.replace(stack.models["digits"], dir=own)}
+    )
+    assert nginx_lua_config(off)["cached_models"] == ["regressor", "sentiment"]
+    cfg.write_text(cfg.read_text().replace("cache: false", "cache: maybe"))
+    with pytest.raises(ConfigError, match=r"model-config.yaml: twinserve.cache is 'maybe'; expected true or false"):
+        nginx_lua_config(off)

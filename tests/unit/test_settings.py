@@ -211,11 +211,11 @@ def test_a_command_outside_any_project_says_so_in_one_line(tmp_path):
 # --- several models ----------------------------------------------------------
 
 
-def test_the_stack_serves_both_models_and_regressor_by_default(tmp_path):
+def test_the_stack_serves_every_model_and_regressor_by_default(tmp_path):
     stack = parse_stack(raw_copy(), tmp_path / "stack.yaml")
-    assert list(stack.models) == ["regressor", "digits"]
+    assert list(stack.models) == ["regressor", "digits", "sentiment"]
     assert stack.default == "regressor" and stack.model() == "regressor" and stack.model("digits") == "digits"
-    with pytest.raises(ConfigError, match="unknown model 'cats'; this stack serves regressor, digits"):
+    with pytest.raises(ConfigError, match="unknown model 'cats'; this stack serves regressor, digits, sentiment"):
         stack.model("cats")
 
 
@@ -223,7 +223,7 @@ def test_without_default_model_the_first_model_is_the_default(tmp_path):
     raw = raw_copy()
     del raw["default_model"]
     raw["models"] = dict(reversed(raw["models"].items()))
-    assert parse_stack(raw, tmp_path / "s.yaml").default == "digits"
+    assert parse_stack(raw, tmp_path / "s.yaml").default == "sentiment"
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
@@ -263,4 +263,4 @@ def test_a_model_s_body_limit_comes_from_its_model_config(tmp_path, config, limi
 
 def test_the_shipped_models_limits(tmp_path):
     stack = parse_stack(raw_copy(), tmp_path / "stack.yaml")
-    assert stack.body_limits() == {"regressor": 65536, "digits": 262144}
+    assert stack.body_limits() == {"regressor": 65536, "digits": 262144, "sentiment": 131072}

@@ -194,15 +194,15 @@ def test_the_file_is_replaced_not_rewritten_in_place(stack):
 
 
 def test_deployments_start_with_the_stack_versions(stack):
-    both = {"regressor": "1.0", "digits": "1.0"}
+    both = {"regressor": "1.0", "digits": "1.0", "sentiment": "1.0"}
     assert state.read_deployments(stack) == {"blue": both, "green": both}
 
 
 def test_a_deployment_is_recorded_for_one_colour_and_model_only(stack_file):
     state.record_deployment(load_stack(stack_file), "green", "regressor", "1.1")
     assert state.read_deployments(load_stack(stack_file)) == {
-        "blue": {"regressor": "1.0", "digits": "1.0"},
-        "green": {"regressor": "1.1", "digits": "1.0"},
+        "blue": {"regressor": "1.0", "digits": "1.0", "sentiment": "1.0"},
+        "green": {"regressor": "1.1", "digits": "1.0", "sentiment": "1.0"},
     }
     assert json.loads(state.deployments_file(load_stack(stack_file)).read_text()) == {"green": {"regressor": "1.1"}}
 
@@ -213,7 +213,7 @@ def test_each_model_has_its_own_colour(stack):
     assert state.read_production(stack, "digits") == "green"
     assert state.read_production(stack, "regressor") == "blue"
     assert state.read_production(stack) == "blue"  # the default model
-    assert state.read_productions(stack) == {"regressor": "blue", "digits": "green"}
+    assert state.read_productions(stack) == {"regressor": "blue", "digits": "green", "sentiment": "blue"}
 
 
 def test_one_model_s_bad_file_is_that_model_s_error_only(stack):
@@ -240,10 +240,10 @@ def test_the_single_model_file_is_read_as_the_default_model_s_then_moved(stack):
     state.legacy_production_file(stack).write_text("green\n")
     assert state.read_production(stack) == "green"
     written = state.initialise(stack)
-    # digits was never deployed (both colours serve its stack version): it gets the first colour.
-    assert written == [str(state.production_file(stack, "regressor")), str(state.production_file(stack, "digits"))]
+    # digits and sentiment were never deployed (both colours serve their stack versions): the first colour.
+    assert written == [str(state.production_file(stack, m)) for m in ("regressor", "digits", "sentiment")]
     assert not state.legacy_production_file(stack).exists()
-    assert state.read_productions(stack) == {"regressor": "green", "digits": "blue"}
+    assert state.read_productions(stack) == {"regressor": "green", "digits": "blue", "sentiment": "blue"}
 
 
 def test_a_bad_single_model_file_is_left_for_a_human(stack):

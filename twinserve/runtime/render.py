@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 
 from twinserve.errors import ConfigError
-from twinserve.settings import Stack
+from twinserve.settings import Stack, parse_size
 from twinserve.store.state import admin_token_file, legacy_production_file, production_file
 
 NGINX_TEMPLATE = Path("nginx", "nginx.conf.j2")
@@ -48,11 +48,14 @@ NGINX_ERRORS = {
 EARLY_ERRORS = (400, 414, 494, 501, 505)
 # Seconds a client should wait before retrying, per code above.
 RETRY_AFTER = {503: 1, 507: 1}
-# The codes Nginx turns into its own JSON on the proxied routes. TorchServe's own
-# 400, 404 and 500 pass through: their JSON names the bad input. 507 (a worker died
-# mid-request) is TorchServe's, and becomes a 503 with Retry-After. (A 400 that TorchServe's
-# frontend gives, not the handler, such as a refused inference key, becomes one too: edge.lua.)
-PROXIED_ERRORS = (405, 413, 429, 502, 503, 504, 507)
+# Nginx's own errors on the proxied routes, answered with its JSON. Every answer of
+# TorchServe passes through (proxy_intercept_errors off): the handler's 400, 413 and 500
+# name the bad input, and a 413 of the handler (a text over its own limit) must not
+# become Nginx's "body too large". TorchServe's frontend answers without X-Model-Version
+# are the service failing, and edge.lua turns them into a JSON 503 with Retry-After:
+# 507 (a worker died mid-request), 503, and 400 (a refused inference key).
+PROXIED_ERRORS = (405, 413, 429, 502, 503, 504)
+FRONTEND_ERRORS = (503, 507)  # besides 400: edge.lua has its own message for it
 
 
 def lua_literal(value) -> str:
@@ -99,6 +102,10 @@ def nginx_lua_config(stack: Stack) -> dict:
         # TorchServe's key files; the master reads them at start, the control plane publishes new ones.
         "key_files": {c: str(stack.key_file(c)) for c in stack.colours} if stack.torchserve.token_auth else {},
         "latency_buckets": list(LATENCY_BUCKETS),
+        "frontend_errors": {str(c): NGINX_ERRORS[c][1] for c in FRONTEND_ERRORS},
+        "cache_dict": "twinserve_cache",
+        "cached_models": [m for m, spec in stack.models.items() if spec.cached()],
+        "cache_max_entry": parse_size(stack.nginx.cache_max_entry, "nginx.cache_max_entry"),
     }
 
 
@@ -144,6 +151,7 @@ def render_nginx(stack: Stack) -> str:
         log_dir=log_dir(stack),
         lua_dir=stack.nginx.lua_dir or stack.project / NGINX_LUA,
         lua_config=lua_literal(nginx_lua_config(stack)),
+        cache_bytes=max(parse_size(stack.nginx.cache_size, "nginx.cache_size"), 128 * 1024),  # Nginx's least
     )
 
 

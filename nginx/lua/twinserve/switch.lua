@@ -14,6 +14,8 @@ never open the token file. So are the colours' TorchServe inference keys
 colour's key. A colour that restarts writes new keys; the control plane
 publishes them here (PUT /inference-key?colour=...) without a reload. ]]
 
+local cache = require("twinserve.cache")
+
 local M = {}
 
 local config      -- the rendered table passed to init
@@ -210,6 +212,7 @@ function M.admin_production()
         end
         dict:set("production|" .. model, colour)
         dict:set("problem|" .. model, nil)
+        cache.invalidate(model)  -- after the colour: see cache.lua
     elseif method ~= "GET" then
         return answer(405, '{"error": "use GET or PUT"}')
     end

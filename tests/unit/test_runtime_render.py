@@ -217,9 +217,9 @@ def test_torchserve_takes_the_largest_model_s_body(stack):
     assert "max_request_size=262144" in render_torchserve(stack, "blue", {}).splitlines()
 
 
-def test_deterministic_models_are_cached_on_their_production_routes_and_a_model_can_opt_out(stack, tmp_path):
+def test_a_model_is_cached_on_its_production_routes_when_its_settings_say_so(stack, tmp_path):
     config = nginx_lua_config(stack)
-    assert config["cached_models"] == ["regressor", "digits", "sentiment"]  # each says deterministic: true
+    assert config["cached_models"] == ["sentiment"]  # deterministic: true; the others say cache: false
     assert config["cache_max_entry"] == 64 * 1024
     text = render_nginx(stack)
     assert "lua_shared_dict twinserve_cache 67108864;" in text
@@ -231,11 +231,14 @@ def test_deterministic_models_are_cached_on_their_production_routes_and_a_model_
     own = tmp_path / "models" / "digits"
     shutil.copytree(stack.models["digits"].dir, own, ignore=shutil.ignore_patterns("artifacts", "samples"))
     cfg = own / "model-config.yaml"
-    cfg.write_text(cfg.read_text().replace("deterministic: true", "deterministic: true\n  cache: false"))
-    off = dataclasses.replace(
+    original = cfg.read_text()
+    on = dataclasses.replace(
         stack, models={**stack.models, "digits": dataclasses.replace(stack.models["digits"], dir=own)}
     )
-    assert nginx_lua_config(off)["cached_models"] == ["regressor", "sentiment"]
-    cfg.write_text(cfg.read_text().replace("cache: false", "cache: maybe"))
+    cfg.write_text(original.replace("cache: false", "cache: true"))
+    assert nginx_lua_config(on)["cached_models"] == ["digits", "sentiment"]
+    cfg.write_text(original.replace("  cache: false", "  # no cache key: deterministic decides"))
+    assert nginx_lua_config(on)["cached_models"] == ["digits", "sentiment"]
+    cfg.write_text(original.replace("cache: false", "cache: maybe"))
     with pytest.raises(ConfigError, match=r"model-config.yaml: twinserve.cache is 'maybe'; expected true or false"):
-        nginx_lua_config(off)
+        nginx_lua_config(on)

@@ -30,7 +30,9 @@ from archiver.modelconfig import ModelConfigError
 from archiver.reference import ReferenceError, reference_columns, reference_stats
 
 # What every archive carries besides its kind's handler: the base and what it imports (in handlers/).
-HANDLER_BASE = ("twinserve_handler.py", "request_errors.py", "ts_fastpath.py", "input_publisher.py")
+HANDLER_BASE = (
+    "twinserve_handler.py", "request_errors.py", "ts_fastpath.py", "input_publisher.py", "drift_projection.py",
+)  # fmt: skip
 ARTIFACTS = ("weights.pt", "reference_stats.json", "golden_set.json")
 OPTIONAL_ARTIFACTS = ("metrics.json",)  # e.g. held-out accuracy, copied into the metadata
 MODEL_FILES = "files"  # artifacts/files/*: what the handler reads beside the weights (a tokenizer), packed as is

@@ -151,6 +151,19 @@ def summary_features(grid: Grid) -> list[float]:
 
 
 SUMMARY_FEATURES = ["mean_intensity", "contrast", "ink_share"]
+CONFIDENCE = "confidence"  # the top class's probability
+
+
+def image_drift_features(pcs: list[str]) -> list[str]:
+    """The names of image_drift_row's values, in order (train.py's reference columns are these)."""
+    return [*SUMMARY_FEATURES, *pcs, CONFIDENCE]
+
+
+def image_drift_row(grid: Grid, pcs: list[float], probabilities: list[float]) -> list[float]:
+    """One image's drift values. Prediction drift is watched as the confidence, a continuous value a
+    quantile sketch and the KS test take as they are; the predicted class is categorical (ties: KS and
+    PSI on a sketch of ten values mean nothing), and a change in the classes' mix moves the pcs."""
+    return [*summary_features(grid), *pcs, max(probabilities)]
 
 
 def format_prediction(probabilities: list[float]) -> str:

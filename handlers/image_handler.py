@@ -4,13 +4,23 @@ A kind of twinserve_handler.TwinserveHandler: it only decodes images
 (image_codec.py, Pillow: torchvision does not import beside torch 2.13 here),
 scores them and writes the answer. Like the tabular kind it scores in float64
 and rounds what it answers, so an image gets the same bytes whatever shares its
-batch. Drift watches each image's summary features (image_codec.summary_features).
+batch. Drift features (image_drift_features): each image's summary features
+(image_codec.summary_features), its penultimate layer on the training set's top
+principal components (pc1..pck, with handler.drift_pca: drift_projection.py) and
+the model's confidence (its top class's probability: prediction drift).
 """
 
 import math
 
 import torch
-from image_codec import DEFAULT_MAX_PIXELS, SUMMARY_FEATURES, Grid, format_prediction, parse_request, summary_features
+from image_codec import (
+    DEFAULT_MAX_PIXELS,
+    Grid,
+    format_prediction,
+    image_drift_features,
+    image_drift_row,
+    parse_request,
+)
 from request_errors import ModelFault
 from twinserve_handler import TwinserveHandler
 
@@ -22,7 +32,7 @@ class ImageHandler(TwinserveHandler):
         self.size = int(cfg.get("size", 8))
         self.scale = float(cfg.get("scale", 16.0))
         self.max_pixels = int(cfg.get("max_pixels", DEFAULT_MAX_PIXELS))
-        self.drift_features = list(SUMMARY_FEATURES)
+        self.drift_features = image_drift_features(self.projection.names if self.projection else [])
 
     def prepare(self, model):
         self.model = model.double().eval()
@@ -30,16 +40,20 @@ class ImageHandler(TwinserveHandler):
     def decode(self, request) -> Grid:
         return parse_request(request, self.size, self.scale, self.max_pixels)
 
-    def predict(self, items: list[Grid]) -> list[list[float]]:
-        """Class probabilities of every image of the batch, in one float64 forward pass."""
+    def predict(self, items: list[Grid]) -> list[tuple[list[float], list[float]]]:
+        """(class probabilities, principal components) of every image of the batch, in one float64 forward pass."""
         batch = torch.tensor([item.values for item in items], dtype=torch.float64).reshape(-1, 1, self.size, self.size)
         with torch.inference_mode():
-            return torch.softmax(self.model(batch), dim=1).tolist()
+            probs = torch.softmax(self.model(batch), dim=1).tolist()
+        pcs = self.projected()
+        return list(zip(probs, pcs.tolist() if pcs is not None else [[]] * len(items), strict=True))
 
-    def encode(self, item: Grid, output: list[float]) -> str:
-        if not all(map(math.isfinite, output)):
+    def encode(self, item: Grid, output) -> str:
+        probs, _ = output
+        if not all(map(math.isfinite, probs)):
             raise ModelFault("gave a non-finite output")
-        return format_prediction(output)
+        return format_prediction(probs)
 
     def drift_rows(self, item: Grid, output) -> list[list[float]]:
-        return [summary_features(item)]
+        probs, pcs = output
+        return [image_drift_row(item, pcs, probs)]

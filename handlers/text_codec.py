@@ -115,3 +115,15 @@ def format_answer(texts: Texts, outputs: list[tuple[list[float], bool]], labels=
     """
     answers = [prediction(p, cut, labels) for p, cut in outputs]
     return json.dumps(answers[0] if texts.single else answers)
+
+
+def text_drift_features(pcs: list[str]) -> list[str]:
+    """The names of text_drift_row's values, in order (train.py's reference columns are these)."""
+    return ["chars", "tokens", "unknown_share", *pcs, "positive"]
+
+
+def text_drift_row(text: str, tokens: int, unknown: int, pcs: list[float], positive: float) -> list[float]:
+    """One text's drift values: its length in characters and tokens (the encoder's, [CLS] and [SEP]
+    included), the share of those tokens the vocabulary does not know ([UNK]), its sentence embedding on
+    the training set's principal components, and the positive score (prediction drift)."""
+    return [float(len(text)), float(tokens), unknown / tokens if tokens else 0.0, *pcs, positive]

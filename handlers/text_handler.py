@@ -7,8 +7,10 @@ importing transformers) from the archive's tokenizer.json, pads them to the
 longest text of this batch (not to the model's 256 or 512), runs one forward
 pass and splits the outputs back per request. A text over the model's token
 limit is truncated to it, as sentence-transformers does, and its answer says
-"truncated": true. Drift watches each text's length in characters and tokens
-and the model's positive score.
+"truncated": true. Drift features (text_codec.text_drift_row): each text's
+length in characters and tokens, its share of unknown tokens, its sentence
+embedding on the training set's top principal components (handler.drift_pca:
+drift_projection.py) and the model's positive score.
 
 Scores are computed in float32 (float64 costs a transformer twice the time) and
 rounded to 4 digits: a text's scores do not depend on what shared its batch
@@ -20,11 +22,9 @@ import os
 
 import torch
 from request_errors import ModelFault
-from text_codec import LABELS, Texts, format_answer, parse_request
+from text_codec import LABELS, Texts, format_answer, parse_request, text_drift_features, text_drift_row
 from tokenizers import Tokenizer
 from twinserve_handler import TwinserveHandler
-
-DRIFT_FEATURES = ["chars", "tokens", "positive"]
 
 
 class TextHandler(TwinserveHandler):
@@ -39,12 +39,13 @@ class TextHandler(TwinserveHandler):
         self.labels = tuple(cfg.get("labels", LABELS))
         self.tokenizer_file = str(cfg.get("tokenizer", "tokenizer.json"))
         self.max_forward = int(cfg.get("max_forward", 64))
-        self.drift_features = list(DRIFT_FEATURES)
+        self.drift_features = text_drift_features(self.projection.names if self.projection else [])
 
     def initialize(self, context):
         super().initialize(context)
         path = os.path.join(context.system_properties.get("model_dir"), self.tokenizer_file)
         self.tokenizer = load_tokenizer(path, self.max_tokens)
+        self.unknown_id = self.tokenizer.token_to_id("[UNK]")
 
     def prepare(self, model):
         self.model = model.float().eval()
@@ -60,7 +61,7 @@ class TextHandler(TwinserveHandler):
         grows with texts × tokens², and 1,024 × 256² would take gigabytes.
 
         Returns:
-            Per request, per text: (probabilities, truncated, tokens).
+            Per request, per text: (probabilities, truncated, tokens, drift values: text_codec.text_drift_row).
         """
         texts = [t for item in items for t in item.values]
         ids, mask, truncated = encode_batch(self.tokenizer, texts)
@@ -72,17 +73,28 @@ class TextHandler(TwinserveHandler):
             for idx in passes:
                 longest = int(tokens[idx].max())  # padding is on the right: cut to this pass's longest
                 probs[idx] = torch.softmax(self.model(ids[idx, :longest], mask[idx, :longest]).double(), dim=1)
-        rows = iter(zip(probs.tolist(), truncated, tokens.tolist(), strict=True))
+        drift = self.drift_values(texts, ids, tokens, passes, probs)
+        rows = iter(zip(probs.tolist(), truncated, tokens.tolist(), drift, strict=True))
         return [[next(rows) for _ in item.values] for item in items]
 
+    def drift_values(self, texts, ids, tokens, passes, probs) -> list[list[float]]:
+        """Each text's drift row (text_drift_row), from what predict() computed."""
+        unknown = (
+            (ids == self.unknown_id).sum(dim=1) if self.unknown_id is not None else torch.zeros_like(tokens)
+        ).tolist()
+        pcs = self.projected(passes)
+        pcs = pcs.tolist() if pcs is not None else [[]] * len(texts)
+        positive = probs[:, self.labels.index("positive") if "positive" in self.labels else -1].tolist()
+        lengths = tokens.tolist()
+        return [text_drift_row(*row) for row in zip(texts, lengths, unknown, pcs, positive, strict=True)]
+
     def encode(self, item: Texts, output) -> str:
-        if not all(math.isfinite(p) for probs, _, _ in output for p in probs):
+        if not all(math.isfinite(p) for probs, *_ in output for p in probs):
             raise ModelFault("gave a non-finite output")
-        return format_answer(item, [(probs, cut) for probs, cut, _ in output], self.labels)
+        return format_answer(item, [(probs, cut) for probs, cut, *_ in output], self.labels)
 
     def drift_rows(self, item: Texts, output) -> list[list[float]]:
-        positive = self.labels.index("positive") if "positive" in self.labels else -1
-        return [[float(len(t)), float(n), p[positive]] for t, (p, _, n) in zip(item.values, output, strict=True)]
+        return [drift for *_, drift in output]
 
 
 def load_tokenizer(path: str, max_tokens: int) -> Tokenizer:

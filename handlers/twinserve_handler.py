@@ -20,6 +20,8 @@ environment; only the broker's address is the deployment's (TorchServe's
 environment), not the model's. Two keys of its `twinserve:` section apply to
 every kind, so the base reads them: max_body (a larger body is that request's
 413) and drift_features (which of the kind's drift features are published).
+One key of `handler:` too: drift_pca, the file of principal components the
+model's penultimate layer is projected on (drift_projection.py; pc1, pc2, ...).
 """
 
 import logging
@@ -27,6 +29,7 @@ import os
 
 import torch
 import ts_fastpath
+from drift_projection import Penultimate, Projection
 from input_publisher import InputPublisher
 from request_errors import BadRequest, ModelFault, PayloadTooLarge, format_error
 from ts.torch_handler.base_handler import BaseHandler
@@ -59,6 +62,13 @@ def check_size(request, max_bytes: int) -> None:
         raise PayloadTooLarge(f"body is {len(body)} bytes; at most {max_bytes} are allowed for this model")
 
 
+def load_projection(context, name: str | None) -> Projection | None:
+    """The archive's principal components (handler.drift_pca, a file train.py wrote beside the weights), or None."""
+    if not name:
+        return None
+    return Projection.load(os.path.join(context.system_properties.get("model_dir"), str(name)))
+
+
 class TwinserveHandler(BaseHandler):
     """Batch isolation, versions, drift publishing and the fast worker codec for every model kind."""
 
@@ -83,6 +93,7 @@ class TwinserveHandler(BaseHandler):
             ts_fastpath.install()
         self.model_name = context.manifest["model"]["modelName"]
         self.version = str(context.manifest["model"].get("modelVersion", "unknown"))
+        self.projection = load_projection(context, cfg.get("drift_pca"))
         self.configure(cfg)
         self._watch(own.get("drift_features"))
         bootstrap = os.environ.get("TWINSERVE_KAFKA_BOOTSTRAP")
@@ -94,6 +105,7 @@ class TwinserveHandler(BaseHandler):
         )  # fmt: skip
         super().initialize(context)
         self.prepare(self.model)
+        self.penultimate = Penultimate(self.model) if self.projection is not None else None
 
     def _watch(self, watched: list[str] | None) -> None:
         """Publish only the watched features of the kind's drift_features (all of them without the key)."""
@@ -101,6 +113,19 @@ class TwinserveHandler(BaseHandler):
         watched = offered if watched is None else [f for f in watched if f in offered]
         self._drift_columns = [offered.index(f) for f in watched]
         self.drift_features = watched
+
+    def projected(self, passes: list | None = None) -> torch.Tensor | None:
+        """This predict()'s penultimate rows on the training set's principal components, (N, k) float64,
+        in item order; None without handler.drift_pca. `passes`: the item indices of each forward pass,
+        when predict() ran several in another order (the text kind); one pass in order by default."""
+        if self.penultimate is None:
+            return None
+        rows = self.projection.apply(torch.cat(self.penultimate.take(len(passes) if passes else 1)))
+        if passes:
+            ordered = torch.empty_like(rows)
+            ordered[torch.cat(list(passes))] = rows
+            rows = ordered
+        return rows
 
     # --- what a model kind writes -------------------------------------------------
 

@@ -5,6 +5,15 @@ Writes into --out (default: artifacts/ beside this file):
   metrics.json         held-out accuracy (the archiver copies it into the archive's metadata)
   reference_stats.json per drift feature of the training images (mean intensity, contrast,
                        share of ink, as handlers/image_codec.py computes them): count, mean, std
+  reference_data.npz   every drift feature of the held-out images, one column each, as the handler
+                       computes them (image_codec.image_drift_row): the summary features, the
+                       penultimate layer on the training set's top principal components (pc1..pc5),
+                       the confidence; the archiver sketches the watched ones. Held-out, not
+                       training images: on the images it was fitted to, the model is surer than on
+                       any other (confidence ~1: 1.6 training stds above held-out digits'), so a
+                       training reference would call every production stream drift (docs/drift.md)
+  files/drift_pca.json those principal components of the training set's penultimate layer
+                       (handlers/drift_projection.py), packed into the archive for the handler
   golden_set.json      held-out grids (JSON) and the sample PNGs (image/png, as bytes) with the
                        label and probabilities this exact model gives; the smoke test replays
                        them before any promotion (archiver/golden.py: the format)
@@ -21,6 +30,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy
 import torch
 from PIL import Image
 from sklearn.datasets import load_digits
@@ -29,7 +39,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "handlers"))
 sys.path.insert(0, str(HERE.parents[1]))
-from image_codec import DEFAULT_MAX_PIXELS, SUMMARY_FEATURES, Grid, grid_from_image, summary_features  # noqa: E402
+from drift_projection import FILE as PCA_FILE  # noqa: E402
+from drift_projection import Penultimate, Projection, principal_components  # noqa: E402
+from image_codec import (  # noqa: E402
+    DEFAULT_MAX_PIXELS,
+    SUMMARY_FEATURES,
+    Grid,
+    grid_from_image,
+    image_drift_features,
+    image_drift_row,
+    summary_features,
+)
 from model import DigitsCNN  # noqa: E402
 
 from archiver import golden  # noqa: E402
@@ -81,6 +101,29 @@ def reference_stats(x: torch.Tensor) -> dict:
         name: {"count": len(rows), "mean": float(rows[:, i].double().mean()), "std": float(rows[:, i].double().std())}
         for i, name in enumerate(SUMMARY_FEATURES)
     }
+
+
+def penultimate(model: DigitsCNN, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, the last linear layer's inputs) of the images, scored as the handler scores them."""
+    hook = Penultimate(model)
+    try:
+        probs = probabilities(model, x)
+        (rows,) = hook.take(1)
+    finally:
+        hook.hook.remove()
+    return probs, rows
+
+
+def reference_data(model: DigitsCNN, x: torch.Tensor, projection: Projection) -> dict[str, numpy.ndarray]:
+    """Every drift feature of the images x, one column each, as the handler computes it."""
+    probs, rows = penultimate(model, x)
+    pcs = projection.apply(rows)
+    table = [
+        image_drift_row(Grid(tuple(img.flatten().tolist()), 8, SCALE), pc.tolist(), p.tolist())
+        for img, pc, p in zip(x, pcs, probs, strict=True)
+    ]
+    columns = numpy.asarray(table, dtype=numpy.float64).T
+    return dict(zip(image_drift_features(projection.names), columns, strict=True))
 
 
 def golden_set(model: DigitsCNN, x: torch.Tensor, pngs: list[bytes], n: int = 16) -> list[dict]:
@@ -142,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (args.out / "reference_stats.json").write_text(json.dumps(reference_stats(x), indent=2) + "\n")
+    projection = principal_components(penultimate(model, x)[1])
+    (args.out / "files").mkdir(exist_ok=True)
+    (args.out / "files" / PCA_FILE).write_text(json.dumps(projection.to_dict()) + "\n")
+    numpy.savez(args.out / "reference_data.npz", **reference_data(model, x_test, projection))
     pngs = sample_pngs(x_test, y_test)
     (args.out / "golden_set.json").write_text(json.dumps(golden_set(model, x_test, pngs)) + "\n")
     if args.samples_dir:

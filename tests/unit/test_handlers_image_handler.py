@@ -31,6 +31,8 @@ def model_dir(tmp_path_factory):
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
     shutil.copy(out / "artifacts" / "weights.pt", out / "weights.pt")
+    for packed in (out / "artifacts" / "files").iterdir():  # the archiver packs artifacts/files/ beside the weights
+        shutil.copy(packed, out / packed.name)
     return out
 
 
@@ -79,7 +81,7 @@ def test_an_image_gets_the_same_bytes_whatever_shares_its_batch(handler, context
         assert [a[2] for a in crowded[crowd:]] == alone
 
 
-def test_only_production_images_feed_drift_with_their_summary_features(handler, context):
+def test_only_production_images_feed_drift_with_their_watched_features(handler, context):
     published = []
 
     class Recorder:
@@ -90,8 +92,31 @@ def test_only_production_images_feed_drift_with_their_summary_features(handler, 
     headers = [{"X-Twinserve-Route": "production"}, {"X-Twinserve-Route": "test"}, {"X-Twinserve-Route": "production"}]
     run_batch(handler, context, [SAMPLES[0], SAMPLES[1], b"junk"], headers)
     [(model, version, features, rows)] = published
-    assert (model, version, features) == ("digits", "2.1", ["mean_intensity", "contrast", "ink_share"])
-    assert len(rows) == 1 and all(0 <= v <= 1 for v in rows[0])
+    assert (model, version, features) == ("digits", "2.1", CONFIG["twinserve"]["drift_features"])
+    assert len(rows) == 1 and len(rows[0]) == len(features)
+
+
+def test_an_images_drift_row_is_what_train_py_computes_for_the_reference(handler, context, model_dir):
+    """The same image gives the same summary features, principal components and confidence in the
+    handler (published) and in train.py's reference_data (sketched): one definition on both sides."""
+    from drift_projection import Projection
+    from image_codec import parse_request
+    from model import DigitsCNN
+
+    published = []
+    handler.publisher = type("Recorder", (), {"publish": lambda self, *args: published.append(args)})()
+    handler._watch(None)  # every feature the kind offers
+    [(_, _, answer)] = run_batch(handler, context, [SAMPLES[7]], [{"X-Twinserve-Route": "production"}])
+    [(_, _, features, [row])] = published
+    grid = parse_request({"body": SAMPLES[7]})
+    model = DigitsCNN()
+    model.load_state_dict(torch.load(model_dir / "weights.pt"))
+    projection = Projection.load(model_dir / "drift_pca.json")
+    x = torch.tensor(grid.values, dtype=torch.float64).reshape(1, 1, 8, 8)
+    reference = TRAIN.reference_data(model.eval(), x, projection)
+    assert features == list(reference) and len(features) == 3 + 5 + 1
+    assert row == pytest.approx([float(reference[f][0]) for f in features], rel=1e-9, abs=1e-9)
+    assert row[-1] == pytest.approx(max(answer["probabilities"].values()), abs=1e-6)  # the confidence
 
 
 def test_a_model_that_gives_nan_answers_500_json(handler, context):

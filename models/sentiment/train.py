@@ -12,7 +12,12 @@ Writes into --out (default: artifacts/ beside this file):
   files/tokenizer.json the encoder's tokenizer (packed into the archive beside the weights)
   metrics.json         held-out accuracy of both models, sizes, seed, the regularisation chosen
   reference_stats.json per drift feature of the training sentences: count, mean, std
-  reference_data.npz   the same features, one column each (the archiver sketches them for drift)
+  reference_data.npz   every drift feature of the held-out sentences, one column each, as the handler
+                       computes them (text_codec.text_drift_row): chars, tokens, unknown_share, the
+                       embedding on the training set's top principal components (pc1..pc5), positive;
+                       the archiver sketches the watched ones. Held-out, as the digits' reference: what
+                       the model does with sentences it was not fitted to (docs/drift.md)
+  files/drift_pca.json those principal components of the training embeddings (handlers/drift_projection.py)
   golden_set.json      held-out sentences with the label and scores this exact model gives
 and, with --samples-dir, the load tests' request bodies (write_samples): held-out sentences.
 
@@ -41,8 +46,10 @@ from tokenizers import Tokenizer
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "handlers"))
+from drift_projection import FILE as PCA_FILE  # noqa: E402
+from drift_projection import Projection, principal_components  # noqa: E402
 from model import SentimentClassifier  # noqa: E402
-from text_codec import prediction  # noqa: E402
+from text_codec import prediction, text_drift_features, text_drift_row  # noqa: E402
 
 DATA = HERE / "data"
 SOURCES = ("amazon", "imdb", "yelp")
@@ -51,7 +58,7 @@ HELD_OUT = 0.2
 MAX_TOKENS = 256  # the encoder's max_seq_length (sentence_bert_config.json)
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 UNUSED = ("embeddings.position_ids", "pooler.")  # a buffer we compute; BERT's [CLS] pooler (mean pooling here)
-DRIFT_FEATURES = ("chars", "tokens", "positive")
+DRIFT_FEATURES = ("chars", "tokens", "positive")  # reference_stats.json's (mean and std only)
 
 
 def load(data_dir: Path = DATA) -> tuple[list[str], list[int], list[str]]:
@@ -148,6 +155,22 @@ def drift_row(text: str, tokens: int, positive: float) -> list[float]:
     return [float(len(text)), float(tokens), positive]
 
 
+def reference_data(model, tok, texts: list[str], embeddings: torch.Tensor, projection: Projection) -> dict:
+    """Every drift feature of the texts, one float64 column each, as the handler computes it
+    (text_drift_row; the embeddings are the head's inputs, which the handler projects)."""
+    with torch.inference_mode():
+        positive = torch.softmax(model.head(embeddings), dim=1)[:, 1].tolist()
+    unknown = tok.token_to_id("[UNK]")
+    encoded = tok.encode_batch(texts)
+    pcs = projection.apply(embeddings).tolist()
+    table = [
+        text_drift_row(t, sum(e.attention_mask), e.ids.count(unknown), pc, p)
+        for t, e, pc, p in zip(texts, encoded, pcs, positive, strict=True)
+    ]
+    columns = numpy.asarray(table, dtype=numpy.float64).T
+    return dict(zip(text_drift_features(projection.names), columns, strict=True))
+
+
 def reference_rows(model, tok, texts: list[str], embeddings: torch.Tensor) -> torch.Tensor:
     """The drift features (chars, tokens, positive) of the training sentences, float64, one row each.
 
@@ -224,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     rows = reference_rows(model, tok, x, embeddings)
     (args.out / "reference_stats.json").write_text(json.dumps(reference_stats(rows), indent=2) + "\n")
-    numpy.savez(args.out / "reference_data.npz", **{f: rows[:, i].numpy() for i, f in enumerate(DRIFT_FEATURES)})
+    projection = principal_components(embeddings)
+    (args.out / "files" / PCA_FILE).write_text(json.dumps(projection.to_dict()) + "\n")
+    held_out = reference_data(model, tok, x_test, embed(model, tok, x_test), projection)
+    numpy.savez(args.out / "reference_data.npz", **held_out)
     (args.out / "golden_set.json").write_text(json.dumps(golden_set(model, tok, x_test), indent=1) + "\n")
     if args.samples_dir:
         write_samples(x_test[16:], args.samples_dir)

@@ -181,3 +181,20 @@ def test_summary_features_of_paper_ink_and_half_ink():
     assert summary_features(Grid((16.0,) * 64, 8, 16.0)) == [1.0, 0.0, 1.0]
     half = summary_features(Grid((0.0, 16.0) * 32, 8, 16.0))
     assert half == pytest.approx([0.5, 0.5, 0.5])
+
+
+def test_an_images_drift_row_is_its_summary_its_components_and_its_confidence():
+    from image_codec import image_drift_features, image_drift_row
+
+    grid = Grid(tuple(float(v % 17) for v in range(64)), 8, 16.0)
+    row = image_drift_row(grid, [0.5, -1.0], [0.1, 0.7, 0.2])
+    assert row == image_drift_row(grid, [0.5, -1.0], [0.1, 0.7, 0.2])
+    assert row == [*summary_features(grid), 0.5, -1.0, 0.7]
+    assert image_drift_features(["pc1", "pc2"]) == [
+        "mean_intensity",
+        "contrast",
+        "ink_share",
+        "pc1",
+        "pc2",
+        "confidence",
+    ]

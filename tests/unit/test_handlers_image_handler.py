@@ -100,12 +100,13 @@ def test_an_images_drift_row_is_what_train_py_computes_for_the_reference(handler
     """The same image gives the same summary features, principal components and confidence in the
     handler (published) and in train.py's reference_data (sketched): one definition on both sides."""
     from drift_projection import Projection
-    from image_codec import parse_request
+    from image_codec import image_drift_features, parse_request
     from model import DigitsCNN
 
     published = []
     handler.publisher = type("Recorder", (), {"publish": lambda self, *args: published.append(args)})()
-    handler._watch(None)  # every feature the kind offers
+    handler.drift_features = image_drift_features(handler.projection.names)
+    handler._watch(None)  # every feature the kind offers, ink_share too
     [(_, _, answer)] = run_batch(handler, context, [SAMPLES[7]], [{"X-Twinserve-Route": "production"}])
     [(_, _, features, [row])] = published
     grid = parse_request({"body": SAMPLES[7]})

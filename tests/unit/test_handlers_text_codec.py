@@ -79,3 +79,11 @@ def test_one_answer_for_text_and_a_list_in_order_for_texts():
 def test_scores_are_rounded_to_four_digits():
     answer = json.loads(format_prediction([0.123456789, 0.876543211], truncated=False))
     assert answer["scores"] == {"negative": 0.1235, "positive": 0.8765}
+
+
+def test_a_texts_drift_row_is_its_lengths_unknown_share_components_and_score():
+    from text_codec import text_drift_features, text_drift_row
+
+    row = text_drift_row("Très bien ☃", 8, 2, [0.25, -0.5], 0.9)
+    assert row == [11.0, 8.0, 0.25, 0.25, -0.5, 0.9] == text_drift_row("Très bien ☃", 8, 2, [0.25, -0.5], 0.9)
+    assert text_drift_features(["pc1", "pc2"]) == ["chars", "tokens", "unknown_share", "pc1", "pc2", "positive"]

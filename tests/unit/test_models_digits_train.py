@@ -101,3 +101,42 @@ def test_a_copy_of_the_folder_trains_anywhere_with_the_pipelines_environment(tmp
     result = subprocess.run([*argv, "--epochs", "1"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((copy / "artifacts" / "metrics.json").read_text())["seed"] == 5
+
+
+def test_every_watched_drift_feature_gets_a_sketch_from_the_held_out_images(trained):
+    """reference_data.npz holds every feature the handler offers, one value per held-out image; the
+    archiver sketches each feature model-config.yaml watches; the components ship beside the weights."""
+    import numpy
+    import yaml
+    from drift_projection import Projection
+    from image_codec import image_drift_features
+
+    from archiver.reference import reference_stats
+
+    artifacts = trained / "artifacts"
+    projection = Projection.load(artifacts / "files" / "drift_pca.json")
+    assert projection.components.shape == (5, 64) and sum(projection.explained) < 1
+    with numpy.load(artifacts / "reference_data.npz") as data:
+        assert list(data.files) == image_drift_features(projection.names)
+        assert all(data[f].shape == (360,) and numpy.all(numpy.isfinite(data[f])) for f in data.files)
+        confidence = data["confidence"]
+    assert confidence.min() >= 0.1 and confidence.max() <= 1
+    watched = yaml.safe_load((DIGITS / "model-config.yaml").read_text())["twinserve"]["drift_features"]
+    reference = reference_stats(artifacts, json.loads((artifacts / "reference_stats.json").read_text()), watched)
+    assert all(isinstance(reference[f]["kll"], str) and reference[f]["count"] == 360 for f in watched)
+
+
+def test_the_reference_rows_are_the_same_for_the_same_model():
+    x, y, x_test, _ = train.split()
+    threads = torch.get_num_threads()
+    try:
+        model = train.train(3, 1, x, y)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
+    projection = train.principal_components(train.penultimate(model, x)[1])
+    first = train.reference_data(model, x_test[:50], projection)
+    second = train.reference_data(model, x_test[:50], projection)
+    assert all((first[f] == second[f]).all() for f in first)
+    inverted = train.reference_data(model, 16 - x_test[:50], projection)
+    assert (inverted["mean_intensity"] > first["mean_intensity"]).all()

@@ -87,3 +87,23 @@ def test_reference_rows_from_the_embeddings_are_what_the_model_answers(model, to
     assert torch.allclose(rows[:, 2], whole.double(), atol=1e-5)
     stats = TRAIN.reference_stats(rows)
     assert stats["tokens"]["count"] == 96 and stats["chars"]["mean"] == pytest.approx(sum(map(len, x)) / 96)
+
+
+def test_reference_data_holds_every_offered_feature_on_the_training_sets_components(model, tok):
+    """reference_data: one column per feature the handler offers (text_drift_features), the pcs being the
+    embeddings on principal_components of the training embeddings; the same texts give the same rows."""
+    from text_codec import text_drift_features
+
+    texts, labels, sources = TRAIN.load()
+    x, y, x_test, _ = TRAIN.split(texts, labels, sources)
+    embeddings = TRAIN.embed(model, tok, x[:96])
+    TRAIN.fit_head(model, embeddings, y[:96], seed=7)
+    projection = TRAIN.principal_components(embeddings)
+    assert projection.components.shape == (5, 384)
+    held_out = TRAIN.embed(model, tok, x_test[:40])
+    data = TRAIN.reference_data(model, tok, x_test[:40], held_out, projection)
+    assert list(data) == text_drift_features(projection.names)
+    assert all(data[f].shape == (40,) for f in data)
+    assert data["pc1"].tolist() == projection.apply(held_out)[:, 0].tolist()
+    again = TRAIN.reference_data(model, tok, x_test[:40], TRAIN.embed(model, tok, x_test[:40]), projection)
+    assert all((again[f] == data[f]).all() for f in data)

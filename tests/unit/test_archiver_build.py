@@ -338,9 +338,20 @@ def test_an_image_model_carries_its_sample_files_and_golden_images(tmp_path, sto
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
-    settings = modelconfig.from_metadata(read_metadata(build_archive(model_dir, "1.0", store).path))
+    built = build_archive(model_dir, "1.0", store)
+    metadata = read_metadata(built.path)
+    settings = modelconfig.from_metadata(metadata)
     pngs = [s for s in settings.samples if s.content_type == "image/png"]
     assert [s.name for s in pngs] == [f"digit-{k}.png" for k in range(10)]
     assert all(s.body == (digits / "samples" / s.name).read_bytes() for s in pngs)
     assert settings.golden == modelconfig.GoldenRule("label", 1e-4)
-    assert settings.drift_features == ("mean_intensity", "contrast", "ink_share")
+    watched = ("mean_intensity", "contrast", "pc1", "pc2", "pc3", "pc4", "pc5", "confidence")
+    assert settings.drift_features == watched
+    assert all(isinstance(metadata["reference_stats"][f]["kll"], str) for f in watched)  # a sketch for each
+    with zipfile.ZipFile(built.path) as mar:
+        assert {"drift_pca.json", "drift_projection.py"} <= set(mar.namelist())  # the components and their code
+
+    config = (model_dir / "model-config.yaml").read_text()
+    (model_dir / "model-config.yaml").write_text(config.replace("pc5, confidence]", "pc5, pc6, confidence]"))
+    with pytest.raises(ArchiveError, match="'pc6', which neither reference_stats.json nor reference_data.npz has"):
+        build_archive(model_dir, "1.1", store)  # train.py made 5 components: a sixth has no reference

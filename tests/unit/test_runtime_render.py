@@ -130,6 +130,7 @@ def test_every_answer_is_counted_and_logged_at_server_level(stack):
     [
         ({"a": ["x", 1, 0.5, True]}, '{ a = { "x", 1, 0.5, true } }'),
         ('quo"te\\back', '"quo\\"te\\\\back"'),
+        ({"503": "retry"}, '{ ["503"] = "retry" }'),  # not a Lua name: `503 = ...` would not parse
     ],
 )
 def test_lua_literal(value, lua):

@@ -69,7 +69,9 @@ def lua_literal(value) -> str:
             raise ConfigError(f"{value!r}: only printable ASCII can go into Nginx's Lua configuration")
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {lua_literal(v)}" for k, v in value.items()) + " }"
+        # A key that is not a Lua name ("503") goes in brackets: `503 = ...` is a Lua syntax error.
+        keys = [k if str(k).isidentifier() else f"[{lua_literal(str(k))}]" for k in value]
+        return "{ " + ", ".join(f"{k} = {lua_literal(v)}" for k, v in zip(keys, value.values(), strict=True)) + " }"
     if isinstance(value, list | tuple):
         return "{ " + ", ".join(lua_literal(v) for v in value) + " }"
     raise TypeError(f"no Lua literal for {type(value).__name__}")

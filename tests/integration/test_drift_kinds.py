@@ -34,7 +34,7 @@ DRIFTED, UNDRIFTED = "7.7", "7.8"
 def extra_version(stack, workdir: Path, model: str, version: str):
     """`model` `version` archived from the session's model directory and registered on the first colour
     (not as its default); unregistered after. Yields the URL of its predictions."""
-    colour = stack.colour_names()[0]
+    colour = stack.colour_names[0]
     built = build_archive(workdir / "models" / model, version, stack.model_store)
     staged = stage_archive(stack, colour, built.path, built.sha256)
     management = Management(stack, colour)

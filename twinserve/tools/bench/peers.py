@@ -52,8 +52,6 @@ def unpack_model(archive: Path, into: Path) -> Path:
 
 # The handler keys that are twinserve's tuning, not the model's: a default TorchServe goes without them.
 TUNING_KEYS = ("buffered_protocol", "worker_log_level", "torch_threads")
-# The handler keys that name a file packed beside the weights (the archiver's artifacts/files/).
-HANDLER_FILES = ("drift_pca", "tokenizer")
 
 
 def model_dir_of(archive: Path, into: Path) -> Path:
@@ -77,12 +75,6 @@ def model_dir_of(archive: Path, into: Path) -> Path:
         samples.append({"file": str(path.relative_to(into)), "content_type": sample.content_type})
     section = settings.to_metadata() | {"samples": samples}
     handler = yaml.safe_load((into / "model-config.yaml").read_text()).get("handler", {})
-    files = [handler[key] for key in HANDLER_FILES if handler.get(key)]  # artifacts/files/ of the archive
-    if files:
-        (into / "artifacts" / "files").mkdir(exist_ok=True)
-        with zipfile.ZipFile(archive) as mar:
-            for name in files:
-                (into / "artifacts" / "files" / name).write_bytes(mar.read(name))
     plain = {"handler": {k: v for k, v in handler.items() if k not in TUNING_KEYS}, "twinserve": section}
     (into / "model-config.yaml").write_text(yaml.safe_dump(plain))
     return into

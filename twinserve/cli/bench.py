@@ -15,7 +15,7 @@ def arguments(parser) -> None:
     sub = parser.add_subparsers(dest="bench", required=True, metavar="<benchmark>")
     serving = sub.add_parser("serving", help="each model vs default TorchServe and its FastAPI peers, a plot per model")
     serving.add_argument("--models", nargs="+", help="models of the stack (default: all of them)")
-    serving.add_argument("--connections", type=int, nargs="+", default=[1, 10, 50, 200])
+    serving.add_argument("--connections", type=int, nargs="+", help="default: 1 10 50 200; text models 1 8 32 64")
     serving.add_argument("--runs", type=int, default=3)
     serving.add_argument("--seconds", type=int, default=5)
     serving.add_argument("--warmup", type=int, default=10)

@@ -7,7 +7,8 @@ Every peer serves the weights of the archive twinserve serves in production:
     the workshop's TorchServe had no tokens);
   - FastAPI + uvicorn with 2 workers, per model kind (FASTAPI_PEERS): for tabular
     models as FastAPI's tutorials write it and tuned with twinserve's codec
-    (fastapi_peer.py); for image models as its tutorials write it (fastapi_image_peer.py).
+    (fastapi_peer.py); for image and text models as their tutorials write them
+    (fastapi_image_peer.py; fastapi_text_peer.py, with sentence-transformers).
 The default TorchServe peer runs the model's twinserve handler without twinserve's
 tuning (batching, worker settings, the fast worker codec).
 """
@@ -156,6 +157,7 @@ def default_torchserve(archive: Path, workdir: Path):
 FASTAPI_PEERS = {
     "tabular": ("fastapi_peer", ("workshop", "tuned")),
     "image": ("fastapi_image_peer", ("workshop",)),
+    "text": ("fastapi_text_peer", ("workshop",)),
 }
 
 
@@ -179,6 +181,8 @@ def fastapi_uvicorn(archive: Path, workdir: Path, app: str, workers: int = 2):
         "TWINSERVE_PEER_MODEL_NAME": meta["model_name"],
         "PYTHONPATH": str(project_dir() / "handlers"),  # twinserve itself: this interpreter's install
         "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",  # sentence-transformers reads the encoder from the package's folder only
+        "TOKENIZERS_PARALLELISM": "false",
     }
     url = f"http://127.0.0.1:{port}/predictions/{meta['model_name']}"
     with _process(argv, workdir, env, url, settings.samples[0]) as url:

@@ -12,6 +12,7 @@ control plane reads it for smoke tests and drift detection without opening
 the archive. Archives are immutable: an existing version is never overwritten.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -190,6 +192,24 @@ def check_settings(model_dir: Path, config: dict) -> modelconfig.ModelSettings:
     return settings
 
 
+_STAGING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _private_staging(path: Path):
+    """torch-model-archiver copies a model's files into <tempdir>/<model name> and deletes that folder
+    first: two builds of one model at once (a pipeline and a benchmark, say) broke each other there
+    (FileNotFoundError for the handler). Its temp dir is pointed at `path`, private to this build,
+    for the call; the lock keeps threads of one process from sharing the setting."""
+    path.mkdir()
+    with _STAGING:
+        saved, tempfile.tempdir = tempfile.tempdir, str(path)
+        try:
+            yield
+        finally:
+            tempfile.tempdir = saved
+
+
 def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
     """Build one versioned archive and its metadata.
 
@@ -225,7 +245,7 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
     except ReferenceError as exc:
         raise ArchiveError(str(exc)) from None
     extras += sorted(p for p in (artifacts / MODEL_FILES).glob("*") if p.is_file())
-    with tempfile.TemporaryDirectory(dir=store) as tmp:
+    with tempfile.TemporaryDirectory(dir=store) as tmp, _private_staging(Path(tmp) / "staging"):
         generate_model_archive(
             ModelArchiverConfig(
                 model_name=name,

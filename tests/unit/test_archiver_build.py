@@ -344,3 +344,22 @@ def test_an_image_model_carries_its_sample_files_and_golden_images(tmp_path, sto
     assert all(s.body == (digits / "samples" / s.name).read_bytes() for s in pngs)
     assert settings.golden == modelconfig.GoldenRule("label", 1e-4)
     assert settings.drift_features == ("mean_intensity", "contrast", "ink_share")
+
+
+def test_two_processes_building_one_model_at_once_do_not_break_each_other(model_dir, store):
+    """torch-model-archiver stages a model's files in <tempdir>/<model name>, deleting it first; each
+    build now stages in a folder of its own. Eighteen builds of the same model in three processes at once."""
+    script = (
+        "import sys; from archiver import build_archive\n"
+        "for v in sys.argv[3:]: build_archive(sys.argv[1], v, sys.argv[2])\n"
+    )
+    argv = [sys.executable, "-c", script, str(model_dir), str(store)]
+    procs = [
+        subprocess.Popen([*argv, *(f"{m}.{i}" for m in range(3, 9))], cwd=REPO_ROOT, stderr=subprocess.PIPE)
+        for i in range(3)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    assert sorted(p.name for p in store.glob("*.mar")) == sorted(
+        f"regressor-{m}.{i}.mar" for m in range(3, 9) for i in range(3)
+    )

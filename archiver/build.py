@@ -244,7 +244,8 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
         )
     except ReferenceError as exc:
         raise ArchiveError(str(exc)) from None
-    extras += sorted(p for p in (artifacts / MODEL_FILES).glob("*") if p.is_file())
+    model_files = sorted(p for p in (artifacts / MODEL_FILES).glob("*") if p.is_file())
+    extras += model_files
     with tempfile.TemporaryDirectory(dir=store) as tmp, _private_staging(Path(tmp) / "staging"):
         generate_model_archive(
             ModelArchiverConfig(
@@ -270,6 +271,7 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
             "reference_stats": reference,  # with KLL sketches of the watched features: archiver/reference.py
             "golden_set": json.loads((artifacts / "golden_set.json").read_text()),
             "metrics": _read_json(artifacts / "metrics.json"),
+            "files": [p.name for p in model_files],  # artifacts/files/*, packed beside the weights
             "handler": config.get("handler", {}),
             "twinserve": settings.to_metadata(),
             "torchserve": {k: v for k, v in config.items() if k not in ("handler", "twinserve")},

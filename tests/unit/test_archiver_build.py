@@ -114,9 +114,11 @@ def test_artifacts_files_are_packed_beside_the_weights_for_the_handler(model_dir
     files.mkdir()
     (files / "tokenizer.json").write_text('{"vocab": ["[PAD]"]}')
     (files / "vocab.txt").write_bytes(b"[PAD]\n[UNK]\n")
-    with zipfile.ZipFile(build_archive(model_dir, "1.0", store).path) as mar:
+    built = build_archive(model_dir, "1.0", store)
+    with zipfile.ZipFile(built.path) as mar:
         assert mar.read("tokenizer.json") == b'{"vocab": ["[PAD]"]}'
         assert mar.read("vocab.txt") == b"[PAD]\n[UNK]\n"
+    assert read_metadata(built.path)["files"] == ["tokenizer.json", "vocab.txt"]  # how a peer unpacks them
 
 
 def test_the_handler_is_chosen_by_the_model_config(tmp_path):

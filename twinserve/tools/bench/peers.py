@@ -60,10 +60,13 @@ def model_dir_of(archive: Path, into: Path) -> Path:
     TorchServe's and twinserve's tuning left out: the model, its weights and artifacts, its
     handler's own keys (features, grid size, ...) and its twinserve: section (samples as files)."""
     unpack_model(archive, into)
-    (into / "artifacts").mkdir(exist_ok=True)
+    (into / "artifacts" / "files").mkdir(parents=True, exist_ok=True)
     for name in ("weights.pt", "reference_stats.json", "golden_set.json"):
         shutil.move(into / name, into / "artifacts" / name)
     meta = read_metadata(archive)
+    with zipfile.ZipFile(archive) as mar:  # the files the handler reads beside the weights (a tokenizer)
+        for name in meta.get("files", []):
+            (into / "artifacts" / "files" / name).write_bytes(mar.read(name))
     # The reference as the archive's metadata holds it: with the columns the archiver sketched from
     # reference_data.npz (the prediction, ...), which the archive itself does not carry.
     (into / "artifacts" / "reference_stats.json").write_text(json.dumps(meta["reference_stats"]))

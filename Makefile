@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 SHELL := /bin/bash
 
-.PHONY: help install up down status test unit lint format bench bench-drift bench-drift-broker loadtest swapcheck drift-demo drift-eval pipeline
+.PHONY: help install up down status test unit lint format bench bench-cache bench-drift bench-drift-broker loadtest swapcheck drift-demo drift-eval pipeline
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ format: install
 
 bench: install  ## every model vs default TorchServe and its FastAPI peers at 1-200 connections, tables and plots (needs make up)
 	$(PY) -m twinserve bench serving
+
+bench-cache: install  ## the text model with Nginx's response cache on and off, 95% of requests repeating (needs make up)
+	$(PY) -m twinserve bench cache
 
 bench-drift: install  ## cost of publishing inputs on /predict, drift consumer throughput (needs make up)
 	$(PY) -m twinserve bench drift

@@ -12,6 +12,7 @@ control plane reads it for smoke tests and drift detection without opening
 the archive. Archives are immutable: an existing version is never overwritten.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,6 +194,24 @@ def check_settings(model_dir: Path, config: dict) -> modelconfig.ModelSettings:
     return settings
 
 
+_STAGING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _private_staging(path: Path):
+    """torch-model-archiver copies a model's files into <tempdir>/<model name> and deletes that folder
+    first: two builds of one model at once (a pipeline and a benchmark, say) broke each other there
+    (FileNotFoundError for the handler). Its temp dir is pointed at `path`, private to this build,
+    for the call; the lock keeps threads of one process from sharing the setting."""
+    path.mkdir()
+    with _STAGING:
+        saved, tempfile.tempdir = tempfile.tempdir, str(path)
+        try:
+            yield
+        finally:
+            tempfile.tempdir = saved
+
+
 def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
     """Build one versioned archive and its metadata.
 
@@ -226,8 +246,9 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
         )
     except ReferenceError as exc:
         raise ArchiveError(str(exc)) from None
-    extras += sorted(p for p in (artifacts / MODEL_FILES).glob("*") if p.is_file())
-    with tempfile.TemporaryDirectory(dir=store) as tmp:
+    model_files = sorted(p for p in (artifacts / MODEL_FILES).glob("*") if p.is_file())
+    extras += model_files
+    with tempfile.TemporaryDirectory(dir=store) as tmp, _private_staging(Path(tmp) / "staging"):
         generate_model_archive(
             ModelArchiverConfig(
                 model_name=name,
@@ -252,6 +273,7 @@ def build_archive(model_dir: Path, version: str, store: Path) -> BuiltArchive:
             "reference_stats": reference,  # with KLL sketches of the watched features: archiver/reference.py
             "golden_set": json.loads((artifacts / "golden_set.json").read_text()),
             "metrics": _read_json(artifacts / "metrics.json"),
+            "files": [p.name for p in model_files],  # artifacts/files/*, packed beside the weights
             "handler": config.get("handler", {}),
             "twinserve": settings.to_metadata(),
             "torchserve": {k: v for k, v in config.items() if k not in ("handler", "twinserve")},

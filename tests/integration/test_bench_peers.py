@@ -87,3 +87,18 @@ def test_image_peers_answer_the_golden_set_as_twinserve_must(digits_archive, tmp
         assert bad.status_code == 400 and "unknown signature" in bad.json()["error"]
     with peers.default_torchserve(digits_archive, tmp_path / "torchserve") as url:
         assert golden_answers(url, digits_archive) == []
+
+
+def test_text_peers_answer_the_golden_set_as_twinserve_must(workdir, tmp_path):
+    """The text kind's FastAPI peer (sentence-transformers on the same encoder, the archive's head) and
+    default TorchServe answer the sentiment golden set by its rule: the bench compares like with like."""
+    archive = workdir / "model_store" / "sentiment-1.0.mar"
+    with peers.fastapi_uvicorn(archive, tmp_path / "fastapi", "workshop") as url:
+        assert url.endswith("/predictions/sentiment")
+        assert golden_answers(url, archive) == []
+        texts = ["Terrible service.", "I loved every minute of it."]
+        both = requests.post(url, json={"texts": texts}, timeout=30)
+        assert [a["label"] for a in both.json()] == ["negative", "positive"]
+        assert requests.post(url, json={"text": "  "}, timeout=10).status_code == 400
+    with peers.default_torchserve(archive, tmp_path / "torchserve") as url:
+        assert golden_answers(url, archive) == []

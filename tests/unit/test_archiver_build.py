@@ -114,9 +114,11 @@ def test_artifacts_files_are_packed_beside_the_weights_for_the_handler(model_dir
     files.mkdir()
     (files / "tokenizer.json").write_text('{"vocab": ["[PAD]"]}')
     (files / "vocab.txt").write_bytes(b"[PAD]\n[UNK]\n")
-    with zipfile.ZipFile(build_archive(model_dir, "1.0", store).path) as mar:
+    built = build_archive(model_dir, "1.0", store)
+    with zipfile.ZipFile(built.path) as mar:
         assert mar.read("tokenizer.json") == b'{"vocab": ["[PAD]"]}'
         assert mar.read("vocab.txt") == b"[PAD]\n[UNK]\n"
+    assert read_metadata(built.path)["files"] == ["tokenizer.json", "vocab.txt"]  # how a peer unpacks them
 
 
 def test_the_handler_is_chosen_by_the_model_config(tmp_path):
@@ -355,3 +357,22 @@ def test_an_image_model_carries_its_sample_files_and_golden_images(tmp_path, sto
     (model_dir / "model-config.yaml").write_text(config.replace("pc5, confidence]", "pc5, pc6, confidence]"))
     with pytest.raises(ArchiveError, match="'pc6', which neither reference_stats.json nor reference_data.npz has"):
         build_archive(model_dir, "1.1", store)  # train.py made 5 components: a sixth has no reference
+
+
+def test_two_processes_building_one_model_at_once_do_not_break_each_other(model_dir, store):
+    """torch-model-archiver stages a model's files in <tempdir>/<model name>, deleting it first; each
+    build now stages in a folder of its own. Eighteen builds of the same model in three processes at once."""
+    script = (
+        "import sys; from archiver import build_archive\n"
+        "for v in sys.argv[3:]: build_archive(sys.argv[1], v, sys.argv[2])\n"
+    )
+    argv = [sys.executable, "-c", script, str(model_dir), str(store)]
+    procs = [
+        subprocess.Popen([*argv, *(f"{m}.{i}" for m in range(3, 9))], cwd=REPO_ROOT, stderr=subprocess.PIPE)
+        for i in range(3)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    assert sorted(p.name for p in store.glob("*.mar")) == sorted(
+        f"regressor-{m}.{i}.mar" for m in range(3, 9) for i in range(3)
+    )

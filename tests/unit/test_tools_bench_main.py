@@ -4,6 +4,7 @@ from twinserve.tools.bench.serving import (
     DEFAULT_TS,
     FASTAPI,
     FASTAPI_TUNED,
+    KIND_TARGETS,
     TWINSERVE,
     plot,
     round_ratios,
@@ -61,6 +62,21 @@ def test_only_what_was_measured_is_judged():
     assert [line for line in targets(only_ours, ab_failed=None) if "×" in line or "p99" in line] == []
     tuned_only = {**only_ours, FASTAPI_TUNED: {50: summarise([report(9_000)])}}
     assert len(targets(tuned_only, ab_failed=None)) == 2  # errors only: the tuned peer carries no target
+
+
+def test_a_text_model_is_judged_at_32_connections_with_a_300_ms_p99():
+    text = {
+        TWINSERVE: {c: summarise([report(400, p99=280.0)]) for c in (1, 8, 32, 64)},
+        FASTAPI: {c: summarise([report(210)]) for c in (1, 8, 32, 64)},
+        DEFAULT_TS: {c: summarise([report(90)]) for c in (1, 8, 32, 64)},
+    }
+    lines = targets(text, ab_failed=None, goal=KIND_TARGETS["text"])
+    assert lines[:3] == [
+        f"target MISSED: ≥ 2× {FASTAPI} at 32 connections: 1.9×",
+        f"target met: ≥ 4× {DEFAULT_TS} at 64 connections: 4.4×",
+        "target met: 32 connections, p99 ≤ 300 ms: 280.0 ms",
+    ]
+    assert KIND_TARGETS["text"].connections == (1, 8, 32, 64)
 
 
 def test_round_ratios_pair_the_runs_of_each_round():

@@ -104,7 +104,7 @@ def nginx_lua_config(stack: Stack) -> dict:
         # TorchServe's key files; the master reads them at start, the control plane publishes new ones.
         "key_files": {c: str(stack.key_file(c)) for c in stack.colours} if stack.torchserve.token_auth else {},
         "latency_buckets": list(LATENCY_BUCKETS),
-        "frontend_errors": {str(c): NGINX_ERRORS[c][1] for c in FRONTEND_ERRORS},
+        "frontend_errors": [[c, NGINX_ERRORS[c][1]] for c in FRONTEND_ERRORS],  # pairs: Lua keys cannot be digits
         "cache_dict": "twinserve_cache",
         "cached_models": [m for m, spec in stack.models.items() if spec.cached()],
         "cache_max_entry": parse_size(stack.nginx.cache_max_entry, "nginx.cache_max_entry"),

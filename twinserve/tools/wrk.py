@@ -30,6 +30,26 @@ def lua_string(data: bytes) -> str:
     return '"' + "".join(out) + '"'
 
 
+def repeating_script(repeated: list[bytes], others: list[bytes], share: float, content_type: str) -> str:
+    """A wrk script POSTing one of `repeated` with probability `share`, else one of `others` (all of
+    `content_type`): the workload of a response cache, where most requests repeat a few bodies."""
+    first = ",\n".join(f"  {lua_string(b)}" for b in repeated)
+    rest = ",\n".join(f"  {lua_string(b)}" for b in others)
+    return f"""wrk.method = "POST"
+wrk.headers["Content-Type"] = {lua_string(content_type.encode())}
+local repeated = {{
+{first}
+}}
+local others = {{
+{rest}
+}}
+function request()
+  local pool = math.random() < {share!r} and repeated or others
+  return wrk.format(nil, nil, nil, pool[math.random(#pool)])
+end
+"""
+
+
 def samples_script(samples: list[tuple[bytes, str]]) -> str:
     """A wrk script POSTing one of `samples` (body, content type) picked at random for every request.
 
@@ -119,17 +139,19 @@ class WrkRun:
         samples=None,
         body: bytes | None = None,
         content_type: str = "application/json",
+        script: str | None = None,
     ):
         """`samples`: (body, content type) pairs, one picked at random per request; `body` (with its
-        content type): that one body only; neither: the tabular row of POST_SCRIPT."""
+        content type): that one body only; `script`: a wrk Lua script of its own; none of them: the
+        tabular row of POST_SCRIPT."""
         if body is not None:
             samples = [(body, content_type)]
         threads = max(1, min(threads, connections))  # wrk refuses fewer connections than threads
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(samples_script(samples) if samples else POST_SCRIPT)
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
+            file.write(script or (samples_script(samples) if samples else POST_SCRIPT))
             for name, value in (headers or {}).items():
-                script.write(f'wrk.headers["{name}"] = "{value}"\n')
-        self._script = Path(script.name)
+                file.write(f'wrk.headers["{name}"] = "{value}"\n')
+        self._script = Path(file.name)
         argv = [
             "wrk",
             f"-t{threads}",

@@ -17,7 +17,8 @@ An entry holds the request's own bytes, compared on a hit, so that two bodies
 with the same digest can never share an answer. Entries over
 cache_max_entry bytes are not stored; the dictionary evicts the least recently
 used entries when full (counted). Every answer of a route says X-Cache: HIT,
-MISS (asked TorchServe, stored if it could be) or BYPASS (not cacheable). ]]
+MISS (asked TorchServe, stored if it could be) or BYPASS (not cacheable, or the
+client sent Cache-Control: no-cache or no-store: a fresh answer, not stored). ]]
 
 local M = {}
 
@@ -52,8 +53,13 @@ end
 
 --[[ Rewrite phase, before the switch reads the colour: the generation this
 request's answer belongs to (nil: the request is not cacheable). ]]
+local function fresh_asked()
+    local asked = ngx.var.http_cache_control
+    return asked ~= nil and (asked:find("no-cache", 1, true) or asked:find("no-store", 1, true)) ~= nil
+end
+
 function M.begin(route, model)
-    if route == "production" and cached[model] then
+    if route == "production" and cached[model] and not fresh_asked() then
         ngx.ctx.cache_gen = switch_dict:get("gen|" .. model) or 0
     end
 end

@@ -42,8 +42,8 @@ end
 function M.init_frontend(cfg)
     frontend = { [400] = json_error("the serving colour refused the proxy (its TorchServe key changed); "
         .. "retry shortly, or run `make up` to publish the new key") }
-    for status, message in pairs(cfg.frontend_errors) do
-        frontend[tonumber(status)] = json_error(message)
+    for _, pair in ipairs(cfg.frontend_errors) do  -- {status, message}
+        frontend[pair[1]] = json_error(pair[2])
     end
 end
 

@@ -7,7 +7,8 @@ Every peer serves the weights of the archive twinserve serves in production:
     the workshop's TorchServe had no tokens);
   - FastAPI + uvicorn with 2 workers, per model kind (FASTAPI_PEERS): for tabular
     models as FastAPI's tutorials write it and tuned with twinserve's codec
-    (fastapi_peer.py); for image models as its tutorials write it (fastapi_image_peer.py).
+    (fastapi_peer.py); for image and text models as their tutorials write them
+    (fastapi_image_peer.py; fastapi_text_peer.py, with sentence-transformers).
 The default TorchServe peer runs the model's twinserve handler without twinserve's
 tuning (batching, worker settings, the fast worker codec).
 """
@@ -59,10 +60,13 @@ def model_dir_of(archive: Path, into: Path) -> Path:
     TorchServe's and twinserve's tuning left out: the model, its weights and artifacts, its
     handler's own keys (features, grid size, ...) and its twinserve: section (samples as files)."""
     unpack_model(archive, into)
-    (into / "artifacts").mkdir(exist_ok=True)
+    (into / "artifacts" / "files").mkdir(parents=True, exist_ok=True)
     for name in ("weights.pt", "reference_stats.json", "golden_set.json"):
         shutil.move(into / name, into / "artifacts" / name)
     meta = read_metadata(archive)
+    with zipfile.ZipFile(archive) as mar:  # the files the handler reads beside the weights (a tokenizer)
+        for name in meta.get("files", []):
+            (into / "artifacts" / "files" / name).write_bytes(mar.read(name))
     # The reference as the archive's metadata holds it: with the columns the archiver sketched from
     # reference_data.npz (the prediction, ...), which the archive itself does not carry.
     (into / "artifacts" / "reference_stats.json").write_text(json.dumps(meta["reference_stats"]))
@@ -156,6 +160,7 @@ def default_torchserve(archive: Path, workdir: Path):
 FASTAPI_PEERS = {
     "tabular": ("fastapi_peer", ("workshop", "tuned")),
     "image": ("fastapi_image_peer", ("workshop",)),
+    "text": ("fastapi_text_peer", ("workshop",)),
 }
 
 
@@ -179,6 +184,8 @@ def fastapi_uvicorn(archive: Path, workdir: Path, app: str, workers: int = 2):
         "TWINSERVE_PEER_MODEL_NAME": meta["model_name"],
         "PYTHONPATH": str(project_dir() / "handlers"),  # twinserve itself: this interpreter's install
         "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",  # sentence-transformers reads the encoder from the package's folder only
+        "TOKENIZERS_PARALLELISM": "false",
     }
     url = f"http://127.0.0.1:{port}/predictions/{meta['model_name']}"
     with _process(argv, workdir, env, url, settings.samples[0]) as url:

@@ -119,6 +119,7 @@ class DriftConfig:
     queue_batches: int
     broker_host: str = "127.0.0.1"
     topic_max_mb: int = 64  # the inputs topic is created with retention.bytes at this bound (Tansu ignores it)
+    verdict: dict = field(default_factory=dict)  # the verdict's windows and thresholds; checked by drift.detect
 
     @property
     def bootstrap(self) -> str:

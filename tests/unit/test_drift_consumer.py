@@ -198,3 +198,17 @@ def test_a_column_the_reference_lacks_is_ignored_and_the_others_used(tmp_path):
     assert consumer.process(encode("regressor", "1.0", ["x1", "x2", "prediction"], [[0.2, 0.6, 1.0]]))
     assert sample(registry, "twinserve_drift_count", model="regressor", version="1.0", feature="x1") == 1
     assert sample(registry, "twinserve_drift_count", model="regressor", version="1.0", feature="prediction") is None
+
+
+def test_the_consumer_takes_its_verdict_settings_from_the_stacks_drift_section(tmp_path):
+    import yaml
+
+    from tests.unit.stacks import raw_copy
+    from twinserve.settings import load_stack
+
+    raw = raw_copy()
+    raw["model_store"] = str(tmp_path)
+    raw["drift"]["verdict"] = {"max_rows": 3000, "min_rows": 700, "every": 100, "alpha": 0.01}
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump(raw))
+    v = ConsumerSettings.from_stack(load_stack(tmp_path / "stack.yaml")).verdict
+    assert (v.max_rows, v.min_rows, v.every, v.alpha) == (3000, 700, 100, 0.01)

@@ -7,6 +7,7 @@ import pytest
 
 from archiver.reference import column_reference
 from twinserve.drift.detect import Reference, VerdictSettings, VersionWindow, drifting, feature_tests
+from twinserve.errors import ConfigError
 
 RNG = np.random.default_rng(7)
 TRAINING = RNG.random((8192, 2))
@@ -105,3 +106,28 @@ def test_the_verdict_says_drifted_only_once_the_rule_held_at_two_evaluations_run
     assert second.detected and second.streaks["verdict"] == 2
     (calm,) = feed(w, RNG.random(500), RNG.random(500), start=10, per=500)
     assert not calm.detected and calm.streaks["verdict"] == 0
+
+
+def test_verdict_settings_from_the_stack_keep_defaults_for_keys_left_out():
+    s = VerdictSettings.from_mapping({"max_rows": 3000, "alpha": 0.01}, "stack.yaml: drift.verdict")
+    assert (s.max_rows, s.alpha, s.min_rows) == (3000, 0.01, VerdictSettings().min_rows)
+    assert VerdictSettings.from_mapping(None, "w") == VerdictSettings()
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"window": 10}, "unknown ['window']"),
+        ({"min_rows": 2.5}, "drift.verdict.min_rows: expected a positive integer, got 2.5"),
+        ({"every": True}, "drift.verdict.every: expected a positive integer, got True"),
+        ({"alpha": -1}, "drift.verdict.alpha: expected a positive number, got -1"),
+        ({"alpha": 1.5}, "drift.verdict.alpha: expected below 1"),
+        ({"max_rows": 100, "min_rows": 500}, "min_rows 500 exceeds max_rows 100"),
+        ({"psi_threshold": "x"}, "drift.verdict.psi_threshold: expected a positive number, got 'x'"),
+        ([1], "expected a mapping, got list"),
+    ],
+)
+def test_bad_verdict_settings_are_one_line_naming_the_key(raw, message):
+    with pytest.raises(ConfigError) as err:
+        VerdictSettings.from_mapping(raw, "stack.yaml: drift.verdict")
+    assert message in str(err.value) and "\n" not in str(err.value)

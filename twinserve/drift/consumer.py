@@ -76,6 +76,7 @@ class ConsumerSettings:
         return cls(
             bootstrap=d.bootstrap, topic=d.topic, window=d.window, min_samples=d.min_samples,
             model_store=stack.model_store, max_mb=d.topic_max_mb,
+            verdict=VerdictSettings.from_mapping(d.verdict, f"{stack.path}: drift.verdict"),
         )  # fmt: skip
 
 

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as sps
 
+from twinserve.errors import ConfigError
+
 QUANTILES = 1001  # points of the reference CDF taken from the sketch
 PSI_BINS = 10
 PSI_FLOOR = 1e-4  # an empty bin's share: PSI's logarithm needs one
@@ -61,6 +63,35 @@ class VerdictSettings:
     z_threshold: float = 4.0
     min_share: float = 1e-9  # any drifting feature
     confirm: int = 2  # consecutive evaluations the rule must hold for before the verdict says drifted
+
+    @classmethod
+    def from_mapping(cls, raw, where: str) -> "VerdictSettings":
+        """Settings from config/stack.yaml's drift.verdict (missing keys keep their defaults); a bad key or
+        value is one ConfigError line naming it, so the consumer refuses to start instead of judging wrongly."""
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+        fields = cls.__dataclass_fields__
+        unknown = sorted(k for k in raw if k not in fields)
+        if unknown:
+            raise ConfigError(f"{where}: unknown {unknown}; known {sorted(fields)}")
+        values = {}
+        for key, value in raw.items():
+            integer = fields[key].type in (int, "int")
+            ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+            if isinstance(value, bool) or not ok or not math.isfinite(value) or value <= 0:
+                kind = "a positive integer" if integer else "a positive number"
+                raise ConfigError(f"{where}.{key}: expected {kind}, got {value!r}")
+            values[key] = value
+        settings = cls(**{**cls().__dict__, **values})
+        if settings.min_rows > settings.max_rows:
+            raise ConfigError(f"{where}: min_rows {settings.min_rows} exceeds max_rows {settings.max_rows}")
+        if not settings.alpha < 1:
+            raise ConfigError(f"{where}.alpha: expected below 1, got {settings.alpha!r}")
+        if settings.min_wasserstein > settings.large_wasserstein:
+            raise ConfigError(f"{where}: min_wasserstein exceeds large_wasserstein")
+        return settings
 
 
 @dataclass(frozen=True)

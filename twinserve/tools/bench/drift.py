@@ -17,6 +17,7 @@ The wrk payload is constant ({"data": [0.2, 0.6]}), so the live drift
 consumer sees this traffic as drift on both features: it is.
 """
 
+import dataclasses
 import statistics
 import threading
 import time
@@ -126,10 +127,8 @@ def consumer_throughput(stack: Stack, model: str, version: str, reference: dict,
     produce_s = time.perf_counter() - started
 
     def consumer(registry):
-        settings = ConsumerSettings(
-            stack.drift.bootstrap, topic, group_id=f"bench-{topic}", window=stack.drift.window,
-            min_samples=stack.drift.min_samples, model_store=stack.model_store,
-        )  # fmt: skip
+        # the stack's consumer (its windows and verdict settings) on the bench's own topic
+        settings = dataclasses.replace(ConsumerSettings.from_stack(stack), topic=topic, group_id=f"bench-{topic}")
         return DriftConsumer(settings, registry, references={(model, version): reference})
 
     registry = CollectorRegistry()

@@ -83,6 +83,7 @@ def test_production_colour_and_latency_histogram_are_exported(stack, traffic):
     assert {r["metric"]["model"]: r["metric"]["colour"] for r in result} == {
         "regressor": production,
         "digits": read_production(stack, "digits"),
+        "sentiment": read_production(stack, "sentiment"),
     }
     query = 'twinserve:latency_seconds:p99{route="production",model="regressor"}'
     p99 = prometheus(stack, "query", query=query)["result"]

@@ -193,7 +193,8 @@ m:incr("cache|evicted|sentiment", 3, 0); m:incr("n|production|sentiment|blue|200
 local c = { data = {} }
 function c.free_space() return 4096 end
 ngx.shared.c = c; ngx.shared.s = { incr = function() end }
-cache.init({ cache_dict = "c", dict = "s", metrics_dict = "m", cache_max_entry = 10, cached_models = {}, models = {} })
+cache.init({ cache_dict = "c", dict = "s", metrics_dict = "m", cache_max_entry = 10, cached_models = { "sentiment" },
+             models = { "sentiment", "digits" } })
 local out = {}
 cache.exposition(out)
 print(table.concat(out, "\\n"))
@@ -201,7 +202,9 @@ print(table.concat(out, "\\n"))
     )
     families = {f.name: f for f in text_string_to_metric_families(out)}
     requests = {(s.labels["model"], s.labels["result"]): s.value for s in families["twinserve_cache_requests"].samples}
-    assert requests == {("sentiment", "hit"): 19, ("sentiment", "miss"): 1, ("digits", "bypass"): 2}
-    kept = families["twinserve_cache_not_kept"].samples
-    assert [(s.labels, s.value) for s in kept] == [({"model": "sentiment", "reason": "evicted"}, 3)]
+    # every counter a model can have is exported from the start (at 0 until it counts)
+    assert requests == {("sentiment", "hit"): 19, ("sentiment", "miss"): 1, ("sentiment", "bypass"): 0,
+                        ("digits", "bypass"): 2}  # fmt: skip
+    kept = {(s.labels["model"], s.labels["reason"]): s.value for s in families["twinserve_cache_not_kept"].samples}
+    assert kept == {("sentiment", "evicted"): 3, ("sentiment", "too_large"): 0, ("sentiment", "no_memory"): 0}
     assert families["twinserve_cache_free_bytes"].samples[0].value == 4096

@@ -39,6 +39,12 @@ function M.init(cfg)
     end
     for _, model in ipairs(cfg.models) do  -- a reload may change what a colour serves: start afresh
         switch_dict:incr("gen|" .. model, 1, 0)
+        -- Every counter a model can have exists from the start, at 0: a rate over it is 0, not "no data".
+        local counted = cached[model] and { "hit", "miss", "bypass", "too_large", "no_memory", "evicted" }
+            or { "bypass" }
+        for _, what in ipairs(counted) do
+            counters:incr("cache|" .. what .. "|" .. model, 0, 0)
+        end
     end
 end
 

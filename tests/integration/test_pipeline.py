@@ -182,7 +182,7 @@ def test_the_text_model_ships_through_every_stage_under_its_own_gates(gated, tmp
     a load gate of its own (models.sentiment.pipeline in config/stack.yaml: 8 users, p99 at most 1.5 s;
     the stack's 250 ms is a regressor's), and is promoted; the other models do not move."""
     model_dir = tmp_path / "sentiment"
-    shutil.copytree(REPO_ROOT / "models" / "sentiment", model_dir, ignore=shutil.ignore_patterns("artifacts", "data"))
+    shutil.copytree(REPO_ROOT / "models" / "sentiment", model_dir, ignore=shutil.ignore_patterns("artifacts"))
     before = {m: read_production(gated, m) for m in gated.models}
     proc = pipeline(gated, "run", "--model-dir", str(model_dir), "--version", "3.0", "--seed", "11", "--approve",
                     env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip

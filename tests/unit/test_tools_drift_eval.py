@@ -122,3 +122,11 @@ def test_the_table_replaces_its_block_in_the_doc(tmp_path):
     doc.write_text(f"intro\n{drift_eval.BEGIN}\nold\n{drift_eval.END}\nrest\n")
     drift_eval.write_doc("new table", doc)
     assert doc.read_text() == f"intro\n{drift_eval.BEGIN}\nnew table\n{drift_eval.END}\nrest\n"
+
+
+def test_a_repeated_log_message_passes_once():
+    import logging
+
+    once = drift_eval.Once()
+    records = [logging.LogRecord("x", logging.WARNING, "", 0, "feature %s has no spread", (f,), None) for f in "aab"]
+    assert [once.filter(r) for r in records] == [True, False, True]

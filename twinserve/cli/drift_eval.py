@@ -17,7 +17,7 @@ def arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="seeded streams per change")
     parser.add_argument("--models", nargs="+", default=["regressor", "digits", "sentiment"], help="models to evaluate")
     parser.add_argument(
-        "--evidently-rows", type=int, default=100_000, help="rows of the undrifted stream Evidently judges too"
+        "--evidently-rows", type=int, default=50_000, help="rows of the undrifted stream Evidently judges too"
     )
     parser.add_argument("--no-evidently", action="store_true", help="leave Evidently's preset out")
     parser.add_argument("--evidently-venv", type=Path, help="default: var/evidently-venv in the project")

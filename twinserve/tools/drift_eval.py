@@ -24,6 +24,7 @@ on (MISSED if it is not within `after` rows). Delays are the median over
 """
 
 import json
+import logging
 import re
 import statistics
 from pathlib import Path
@@ -43,6 +44,20 @@ COLUMNS = (*DETECTORS, drift_evidently.DETECTOR)
 MODELS = ("regressor", "digits", "sentiment")
 FALSE_ALARM_TARGET, DELAY_TARGET = 1.0, 2000
 BEGIN, END = "<!-- drift-eval table: begin -->", "<!-- drift-eval table: end -->"
+
+
+class Once(logging.Filter):
+    """Each distinct log message once: every stream starts a new consumer, which would repeat its warnings."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        new = message not in self.seen
+        self.seen.add(message)
+        return new
 
 
 def run_stream(source, scenario: str, warmup: int, after: int, seed: int, keep=None) -> dict[str, list[int]]:
@@ -263,21 +278,26 @@ def report(args) -> int:
 
     began = time.monotonic()
     root = project_dir()
+    logging.getLogger("twinserve.drift.consumer").addFilter(Once())
     evidently_rows = 0 if args.no_evidently else min(args.evidently_rows, args.null_rows)
     python = (
         drift_evidently.ensure_venv(args.evidently_venv or root / "var" / "evidently-venv") if evidently_rows else None
     )
-    results, running = [], []
-    for source in sources(root, list(args.models)):
-        result, windows = evaluate(source, args.null_rows, args.warmup, args.after, args.repeats, evidently_rows)
-        print(f"{source.name}: consumer done ({time.monotonic() - began:.0f} s)", flush=True)
-        results.append(result)
-        if python:
-            if running:  # one Evidently at a time beside this process: two cores
-                finish_evidently(*running.pop())
-            running.append((result, windows, *drift_evidently.start(python, windows, root / "var")))
-    for job in running:
-        finish_evidently(*job)
+    results, jobs = [], []
+    queue = drift_evidently.Queue(python, root / "var") if python else None
+    try:
+        for source in sources(root, list(args.models)):
+            result, windows = evaluate(source, args.null_rows, args.warmup, args.after, args.repeats, evidently_rows)
+            print(f"{source.name}: consumer done ({time.monotonic() - began:.0f} s)", flush=True)
+            results.append(result)
+            if queue:
+                jobs.append((result, queue.submit(windows)))
+        for result, job in jobs:
+            add_evidently(result, *job.result())
+            print(f"{result['model']}: Evidently done ({time.monotonic() - began:.0f} s)", flush=True)
+    finally:
+        if queue:
+            queue.close()
     text = table(results, args.after)
     marks = targets(results)
     note = (
@@ -302,8 +322,3 @@ def report(args) -> int:
     if not args.no_doc:
         write_doc(f"{text}\n\n" + "".join(f"- {m}\n" for m in marks) + f"\n{note}", root / "docs" / "drift.md")
     return 0
-
-
-def finish_evidently(result: dict, windows: Windows, proc, out: Path) -> None:
-    output = drift_evidently.finish(proc, out)
-    add_evidently(result, drift_evidently.score(windows, output), output["version"])

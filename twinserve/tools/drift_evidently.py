@@ -3,8 +3,9 @@
 Evidently is no dependency of the project: it is installed, pinned, into a
 venv of its own (var/evidently-venv, created on first use) and run as a
 subprocess (twinserve/tools/evidently_windows.py) over an npz file of the
-reference sample and the windows. Its preset judges a window in ~0.1-0.3 s
-(pandas, a report per window), the consumer ~100x faster, so Evidently sees
+reference sample and the windows. Its preset judges a window in ~0.3-0.7 s
+(a report per window, most of it spent drawing the report's plotly widgets),
+the consumer in a few ms, so Evidently sees
 fewer windows: the undrifted stream's first `null_rows` rows, and on each
 changed stream the windows after the change up to its first "drifted" (what
 its delay needs). Its false alarms are counted on that undrifted stretch only.
@@ -14,6 +15,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,26 +69,39 @@ class Windows:
         return [*self.null, *(w for _, _, windows in self.changed for w in windows)]
 
 
-def start(python: Path, windows: Windows, workdir: Path) -> tuple[subprocess.Popen, Path]:
-    """Evidently judging the windows, in the background: (process, its output file)."""
-    npz = Path(tempfile.mkstemp(suffix=".npz", dir=workdir)[1])
-    windows.write(npz)
-    out = npz.with_suffix(".json")
-    with out.open("w") as f:
-        proc = subprocess.Popen([str(python), str(SCRIPT), str(npz)], stdout=f)
-    return proc, out
+class Queue:
+    """Evidently's judgements, one model's windows after another in a background thread, while this
+    process goes on with the next model's streams (two cores: one each)."""
 
+    def __init__(self, python: Path, workdir: Path):
+        self.python, self.workdir = python, workdir
+        self.pool = ThreadPoolExecutor(1)
+        self.procs: list[subprocess.Popen] = []
 
-def finish(proc: subprocess.Popen, out: Path) -> dict:
-    """Evidently's output ({"version", "windows": [verdict or None]}); its files removed."""
-    rc = proc.wait()
-    try:
-        if rc != 0:
-            raise RuntimeError(f"Evidently's subprocess exited {rc} (its stderr above)")
-        return json.loads(out.read_text())
-    finally:
-        out.unlink(missing_ok=True)
-        Path(proc.args[-1]).unlink(missing_ok=True)
+    def submit(self, windows: Windows) -> Future:
+        """A future of (score(windows, output), Evidently's version)."""
+        return self.pool.submit(self._run, windows)
+
+    def _run(self, windows: Windows) -> tuple[dict, str]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.workdir, prefix="evidently-") as tmp:
+            npz = Path(tmp) / "windows.npz"
+            windows.write(npz)
+            proc = subprocess.Popen([str(self.python), str(SCRIPT), str(npz)], stdout=subprocess.PIPE, text=True)
+            self.procs.append(proc)
+            out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"Evidently's subprocess exited {proc.returncode} (its stderr above)")
+        output = json.loads(out)
+        return score(windows, output), output["version"]
+
+    def close(self) -> None:
+        """Stop what is still running (an interrupted evaluation leaves no process behind)."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def onsets(seen: list[int], drifted: list[bool | None]) -> list[int]:

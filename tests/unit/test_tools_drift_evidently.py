@@ -1,5 +1,7 @@
 """twinserve/tools/drift_evidently.py and evidently_windows.py: what goes to Evidently and what its answers count."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,15 @@ def test_the_presets_dataset_verdict_is_its_drifted_share_against_drift_share():
     assert evidently_windows.judged(metrics)["drifted"] is False
     with pytest.raises(RuntimeError, match="no DriftedColumnsCount"):
         evidently_windows.judged(metrics[1:])
+
+
+def test_a_failed_evidently_run_is_an_error_and_leaves_no_file_behind(tmp_path):
+    import sys
+
+    queue = drift_evidently.Queue(Path(sys.executable), tmp_path / "var")  # the project's venv: no evidently
+    try:
+        with pytest.raises(RuntimeError, match="Evidently's subprocess exited 1"):
+            queue.submit(windows()).result(timeout=120)
+    finally:
+        queue.close()
+    assert list((tmp_path / "var").iterdir()) == []

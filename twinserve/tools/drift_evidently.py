@@ -70,12 +70,12 @@ class Windows:
 
 
 class Queue:
-    """Evidently's judgements, one model's windows after another in a background thread, while this
-    process goes on with the next model's streams (two cores: one each)."""
+    """Evidently's judgements of each model's windows in background threads (two: once this process is
+    done with its streams it only waits, and the machine has two cores)."""
 
-    def __init__(self, python: Path, workdir: Path):
+    def __init__(self, python: Path, workdir: Path, workers: int = 2):
         self.python, self.workdir = python, workdir
-        self.pool = ThreadPoolExecutor(1)
+        self.pool = ThreadPoolExecutor(workers)
         self.procs: list[subprocess.Popen] = []
 
     def submit(self, windows: Windows) -> Future:

@@ -5,10 +5,10 @@ venv of its own (var/evidently-venv, created on first use) and run as a
 subprocess (twinserve/tools/evidently_windows.py) over an npz file of the
 reference sample and the windows. Its preset judges a window in ~0.3-0.7 s
 (a report per window, most of it spent drawing the report's plotly widgets),
-the consumer in a few ms, so Evidently sees
-fewer windows: the undrifted stream's first `null_rows` rows, and on each
-changed stream the windows after the change up to its first "drifted" (what
-its delay needs). Its false alarms are counted on that undrifted stretch only.
+the consumer in a few ms, so Evidently sees fewer windows: the undrifted
+stream's first `--evidently-rows` rows, and on each changed stream the windows
+after the change up to its first "drifted" (what its delay needs). Its false
+alarms are counted on that undrifted stretch only.
 """
 
 import json

@@ -1,7 +1,9 @@
 """Evaluate the drift detectors on streams with known changes: false alarms and detection delay.
 
-Streams drawn like the regressor's training data go through the drift consumer's own
-processing (no broker, no stack needed); prints the table, writes docs/drift-eval.png and
+Streams of the regressor's, digits' and sentiment's drift features with known changes go
+through the drift consumer's own processing (no broker, no stack needed), and through
+Evidently's data-drift preset in a venv of its own (var/evidently-venv, installed on first
+use); prints the table, writes docs/drift-eval.png and
 the table in docs/drift.md (twinserve/tools/drift_eval.py says how).
 """
 
@@ -13,6 +15,12 @@ def arguments(parser) -> None:
     parser.add_argument("--warmup", type=int, default=3000, help="undrifted rows before each change")
     parser.add_argument("--after", type=int, default=5000, help="rows after the change")
     parser.add_argument("--repeats", type=int, default=5, help="seeded streams per change")
+    parser.add_argument("--models", nargs="+", default=["regressor", "digits", "sentiment"], help="models to evaluate")
+    parser.add_argument(
+        "--evidently-rows", type=int, default=50_000, help="rows of the undrifted stream Evidently judges too"
+    )
+    parser.add_argument("--no-evidently", action="store_true", help="leave Evidently's preset out")
+    parser.add_argument("--evidently-venv", type=Path, help="default: var/evidently-venv in the project")
     parser.add_argument("--plot", type=Path, help="default: docs/drift-eval.png in the project")
     parser.add_argument("--no-doc", action="store_true", help="print only; docs/drift.md untouched")
     parser.add_argument("--json", type=Path, help="also write the raw result here")

@@ -1,8 +1,11 @@
 """The drift consumer: production inputs from Kafka in, z-scores to Prometheus out.
 
-At least once: offsets are committed only after the messages before them were
-processed, so a restart resumes from the last commit and may count again at
-most the messages of one poll.
+Offsets are committed only after the messages before them were processed.
+The statistics survive a restart (snapshot.py): written with the offsets
+they include every snapshot_s seconds and on stop, read back at start; the
+consumer then reads on from those offsets, not the committed ones, so a
+message is counted once whichever of snapshot and commit came last. Without
+a snapshot (or with one it rejects) it starts empty from the last commit.
 
 No message can stop it. process() guards each message: a malformed one, one
 for a model version without reference statistics, or one whose processing

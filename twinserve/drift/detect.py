@@ -165,11 +165,11 @@ def ks_pvalue(d: float, n: int, m: int) -> float:
 def wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
     """scipy.stats.wasserstein_distance(u, v) of two sorted samples (the area between their CDFs),
     without its per-call overhead; the unit tests hold the two equal."""
-    both = np.sort(np.concatenate((u, v)))
-    deltas = np.diff(both)
-    u_cdf = np.searchsorted(u, both[:-1], side="right") / u.size
-    v_cdf = np.searchsorted(v, both[:-1], side="right") / v.size
-    return float(np.dot(np.abs(u_cdf - v_cdf), deltas))
+    both = np.concatenate((u, v))
+    order = np.argsort(both, kind="stable")  # two sorted runs: merged in linear time
+    from_u = order < u.size
+    u_cdf, v_cdf = np.cumsum(from_u) / u.size, np.cumsum(~from_u) / v.size  # tied values: the gap between is 0
+    return float(np.dot(np.abs(u_cdf[:-1] - v_cdf[:-1]), np.diff(both[order])))
 
 
 def feature_tests(values: np.ndarray, ref: Reference, n_features: int) -> dict[str, float]:

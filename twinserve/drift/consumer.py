@@ -172,7 +172,7 @@ class DriftMetrics:
         )
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: the consumer keeps a set of those to export
 class Tracked:
     """One feature of one model version: its statistics, its reference and its gauges
     (labelled once: a label lookup per value per message cost a quarter of the throughput)."""
@@ -232,11 +232,24 @@ class DriftConsumer:
         self.topic_id: str | None = None  # the topic's id at the last check ("" if the broker gives none)
         self.verdict_times: dict[tuple[str, str], float] = {}  # (model, version) -> wall time of its last verdict
         self.changed = False  # since the last snapshot
+        self._touched: set[Tracked] = set()  # features changed since the last export
         if settings.snapshot is not None:
             self.load_snapshot()
 
     def process(self, raw: bytes) -> bool:
-        """Update the statistics with one message; False if it was skipped. Never raises."""
+        """Update the statistics with one message and export them; False if it was skipped. Never raises."""
+        taken = self._guarded(raw)
+        self.export()
+        return taken
+
+    def export(self) -> None:
+        """Set the gauges of the features changed since the last export. The consuming loop calls it
+        once per poll (up to max_records messages), not per message: ~10 us a feature."""
+        for tracked in self._touched:
+            tracked.export(self.settings.min_samples)
+        self._touched.clear()
+
+    def _guarded(self, raw: bytes) -> bool:
         try:
             return self._process(raw)
         except Exception:  # noqa: BLE001 - no message may stop the consumer or be replayed forever
@@ -265,7 +278,7 @@ class DriftConsumer:
             column = columns[name] = values[:, j]
             if feature is not None:
                 feature.drift.add_many(column)
-                feature.export(self.settings.min_samples)
+                self._touched.add(feature)
         self._judge(batch.model, batch.version, columns)
         self.metrics.consumed.inc()
         self.changed = True
@@ -383,9 +396,10 @@ class DriftConsumer:
             batches = consumer.poll(timeout_ms=self.settings.poll_ms, max_records=self.settings.max_records)
             for records in batches.values():
                 for record in records:
-                    self.process(record.value)
+                    self._guarded(record.value)
                     self.positions[record.partition] = record.offset + 1
                     self.changed = True  # a skipped message moves the offsets too
+            self.export()
             if batches:
                 consumer.commit()
             if self.settings.snapshot is not None and time.monotonic() - last_snapshot >= self.settings.snapshot_s:

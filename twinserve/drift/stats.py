@@ -53,13 +53,20 @@ class Welford:
         self.mean += delta / self.n
         self.m2 += delta * (x - self.mean)
 
-    def add_many(self, xs: list[float]) -> None:
+    def add_many(self, xs) -> None:
         """Same result as add() per value, merged in one step (Chan et al.): a message's rows at once."""
-        k = len(xs)
+        a = np.asarray(xs, dtype=np.float64)
+        k = a.size
         if k == 0:
             return
-        mean_b = math.fsum(xs) / k
-        m2_b = math.fsum((x - mean_b) * (x - mean_b) for x in xs)  # a product: inf, never OverflowError
+        if np.abs(a).max() <= MAX_ABS:  # numpy's squares cannot overflow within it
+            mean_b = float(a.mean())
+            d = a - mean_b
+            m2_b = float(np.dot(d, d))
+        else:  # beyond it (the consumer drops such rows), in Python: a product is inf, never a warning
+            values = a.tolist()
+            mean_b = math.fsum(values) / k
+            m2_b = math.fsum((x - mean_b) * (x - mean_b) for x in values)
         n = self.n + k
         delta = mean_b - self.mean
         self.mean += delta * k / n
@@ -105,7 +112,7 @@ class Window:
         if evicted.size and not np.abs(evicted).max() <= EXACT_BELOW:
             self.total = math.fsum(self.values.tolist())
         else:
-            self.total += math.fsum(xs.tolist()) - math.fsum(evicted.tolist())
+            self.total += float(xs.sum()) - float(evicted.sum())
             if not math.isfinite(self.total):
                 self.total = math.fsum(self.values.tolist())
 
@@ -145,7 +152,7 @@ class FeatureDrift:
     def add_many(self, xs) -> None:
         """A message's values (a list or an array) at once."""
         values = np.asarray(xs, dtype=np.float64)
-        self.overall.add_many(values.tolist())  # Python floats: math.fsum is fastest on a list
+        self.overall.add_many(values)
         self.window.add_many(values)
 
     def z(self, ref_mean: float, ref_std: float, min_samples: int) -> float | None:

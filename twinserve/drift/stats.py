@@ -27,6 +27,7 @@ import numpy as np
 
 MAX_ABS = 1e100  # beyond this a value's square swamps (or overflows) every sum it joins
 EXACT_BELOW = 2.0**20  # evicting a larger value from the window triggers an exact recount
+FEW = 4  # values of a message below which Welford adds them one by one
 
 
 def in_range(x: float) -> bool:
@@ -57,7 +58,9 @@ class Welford:
         """Same result as add() per value, merged in one step (Chan et al.): a message's rows at once."""
         a = np.asarray(xs, dtype=np.float64)
         k = a.size
-        if k == 0:
+        if k <= FEW:  # add() per value: for a few values cheaper than numpy's calls
+            for x in a.tolist():
+                self.add(x)
             return
         if np.abs(a).max() <= MAX_ABS:  # numpy's squares cannot overflow within it
             mean_b = float(a.mean())

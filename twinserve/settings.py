@@ -189,6 +189,7 @@ class ModelSpec:
     name: str
     dir: Path
     version: str
+    gates: "PipelineSettings | None" = None  # the stack's pipeline: section with this model's pipeline: on top
 
     def _config(self) -> tuple[Path, dict, dict]:
         """(model-config.yaml's path, its `twinserve:` section, its `handler:` section); empty without the file."""
@@ -256,6 +257,13 @@ class Stack:
             raise ConfigError(f"unknown model {name!r}; this stack serves {', '.join(self.models)}")
         return name
 
+    def gates(self, model: str) -> PipelineSettings:
+        """The pipeline's gates for `model`: the stack's `pipeline:` section, with the keys of the
+        model's own `pipeline:` (models.<name>.pipeline) in their place. A transformer on two cores
+        cannot pass the gates of a linear regressor, and the regressor should not pass a transformer's."""
+        spec = self.models.get(model)
+        return spec.gates if spec is not None and spec.gates is not None else self.pipeline
+
     def body_limits(self) -> dict[str, int]:
         """{model: its largest request body in bytes} (ModelSpec.body_limit)."""
         return {name: spec.body_limit(self.nginx.max_body) for name, spec in self.models.items()}
@@ -312,6 +320,18 @@ def _section(cls, raw: dict, where: str, **extra):
     return cls(**{n: tuple(v) if isinstance(v, list) else v for n, v in values.items()}, **extra)
 
 
+def _model(name: str, spec: dict, pipeline: dict, path: Path, root: Path) -> ModelSpec:
+    """A `models:` entry: dir, version, and optionally pipeline: (gates of its own over the stack's)."""
+    unknown = [k for k in spec if k not in ("dir", "version", "pipeline")]
+    if unknown:
+        raise ConfigError(f"{path}: models.{name}: unknown {unknown}; expected dir, version, pipeline")
+    own = spec.get("pipeline")
+    if own is not None and not isinstance(own, dict):
+        raise ConfigError(f"{path}: models.{name}.pipeline: expected a mapping of pipeline: keys")
+    gates = _section(PipelineSettings, {**pipeline, **own}, f"{path}: models.{name}.pipeline") if own else None
+    return ModelSpec(name=name, dir=_path(spec["dir"], root), version=str(spec["version"]), gates=gates)
+
+
 def project_dir() -> Path:
     """The project directory: $TWINSERVE_HOME if set, else the current directory; it must hold config/stack.yaml.
 
@@ -351,10 +371,8 @@ def parse_stack(raw: dict, path: Path, root: Path | None = None) -> Stack:
         colours = {
             name: _section(Colour, spec, f"{path}: colours.{name}", name=name) for name, spec in raw["colours"].items()
         }
-        models = {
-            name: ModelSpec(name=name, dir=_path(spec["dir"], root), version=str(spec["version"]))
-            for name, spec in raw["models"].items()
-        }
+        gates = raw.get("pipeline") or {}
+        models = {name: _model(name, spec, gates, path, root) for name, spec in raw["models"].items()}
         stack = Stack(
             path=path,
             project=root,

@@ -53,14 +53,17 @@ def read_samples(path: str) -> list[tuple[str, bytes, str]]:
 
 
 def answered(response) -> str | None:
-    """A good sample's answer: 200 with a JSON object that is not an error."""
+    """A good sample's answer: 200 with a JSON object that is not an error, or a non-empty list of them
+    (a batch of inputs in one request, as sentiment's {"texts": [...]}, answers a list in the same order)."""
     if response.status_code != 200:
         return f"HTTP {response.status_code}"
     try:
         body = json.loads(response.text)
     except ValueError:
         return "the answer is not JSON"
-    return None if isinstance(body, dict) and "error" not in body else "the answer is not a JSON answer"
+    answers = body if isinstance(body, list) else [body]
+    good = answers and all(isinstance(a, dict) and "error" not in a for a in answers)
+    return None if good else "the answer is not a JSON answer"
 
 
 def refused(response) -> str | None:

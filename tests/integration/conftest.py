@@ -26,6 +26,11 @@ from twinserve.store.state import initialise
 pytestmark = pytest.mark.integration
 
 
+def pytest_collection_modifyitems(items):
+    """test_supervision.py last: it kills every process of the stack, and ends with `make down` and `make up`."""
+    items.sort(key=lambda item: item.path.name == "test_supervision.py")  # stable: the rest keep their order
+
+
 def stack_description(root: Path, **nginx_overrides) -> dict:
     """config/stack.yaml with free ports and every path under `root`."""
     raw = yaml.safe_load(DEFAULT_STACK.read_text())

@@ -2,11 +2,13 @@
 say deterministic, is cached on its production routes; a second identical request is a HIT that never
 reaches TorchServe; staging and uncached models BYPASS; and after a swap or a rollback returns no
 request gets an answer of the version that left production, under a workload where 95% of the
-requests repeat 20 sentences.
+requests repeat 20 sentences. A full dictionary evicts its least recently used entries, and an answer
+over the entry bound is never stored (a spare Nginx with a small dictionary).
 
 The tests share one stack (tests/integration/conftest.py) and leave each model's colour as they found it.
 """
 
+import dataclasses
 import json
 import random
 import threading
@@ -19,6 +21,7 @@ import requests
 from tests.integration.helpers import scrape, total
 from tests.integration.test_models import ROW, colours
 from twinserve.release import deploy, promote
+from twinserve.runtime import nginx
 from twinserve.store.state import read_production
 
 pytestmark = pytest.mark.integration
@@ -32,6 +35,12 @@ def post(stack, path, body):
 def cache_counts(stack) -> dict[str, float]:
     samples = scrape(f"{stack.nginx.admin_url}/metrics")
     return {r: total(samples, "twinserve_cache_requests_total", model="sentiment", result=r) for r in ("hit", "miss")}
+
+
+def not_kept(stack) -> dict[str, float]:
+    samples = scrape(f"{stack.nginx.admin_url}/metrics")
+    reasons = ("evicted", "too_large", "no_memory")
+    return {r: total(samples, "twinserve_cache_not_kept_total", model="sentiment", reason=r) for r in reasons}
 
 
 def test_a_repeated_request_is_a_hit_with_the_same_answer(stack):
@@ -148,3 +157,44 @@ def test_under_a_repeating_workload_no_answer_of_the_old_version_follows_a_swap(
     hits = sum(1 for entry in log if entry[1] == "HIT")
     assert hits > len(log) / 2, (hits, len(log))
     print(json.dumps({"requests": len(log), "hits": hits, "checked": sum(1 for e in log if e[4])}))
+
+
+@pytest.fixture
+def small_cache(spare_nginx):
+    """The spare Nginx with the smallest dictionary Nginx takes (128k: a few hundred sentiment answers)
+    and entries bounded at 1k."""
+    small = dataclasses.replace(spare_nginx, nginx=dataclasses.replace(spare_nginx.nginx, cache_size="128k",
+                                                                      cache_max_entry="1k"))  # fmt: skip
+    nginx.start(small)
+    nginx.wait_ready(small)
+    return small
+
+
+def test_a_full_cache_evicts_the_least_recently_used_and_bounds_its_entries(small_cache):
+    """1,500 distinct sentences through a cache that holds a few hundred: every answer is a 200, the
+    dictionary evicts (counted) the least recently used, keeps the newest, and never stores an answer
+    over the entry bound."""
+    url = f"{small_cache.nginx.url}/predict/sentiment"
+    first = {"text": "The first sentence of all, soon forgotten."}
+    assert [requests.post(url, json=first, timeout=30).headers["X-Cache"] for _ in range(2)] == ["MISS", "HIT"]
+
+    def send(k):
+        with requests.Session() as session:
+            return [session.post(url, json={"text": f"Sentence {i} of the flood."}, timeout=30)
+                    for i in range(k, 1500, 4)]  # fmt: skip
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = [a for part in pool.map(send, range(4)) for a in part]
+    assert len(answers) == 1500 and {(a.status_code, a.headers["X-Cache"]) for a in answers} == {(200, "MISS")}
+    kept = not_kept(small_cache)
+    assert kept["evicted"] > 0 and kept["no_memory"] == 0, kept
+    free = total(scrape(f"{small_cache.nginx.admin_url}/metrics"), "twinserve_cache_free_bytes")
+    assert free < 128 * 1024, free
+    assert requests.post(url, json=first, timeout=30).headers["X-Cache"] == "MISS", "the oldest was kept"
+    last = [requests.post(url, json={"text": f"Sentence {i} of the flood."}, timeout=30) for i in (1496, 1497)]
+    assert [a.headers["X-Cache"] for a in last] == ["HIT", "HIT"], "the newest were evicted"
+
+    long = {"text": "A long sentence that fills the entry. " * 30}  # ~1,100 bytes: over the 1k bound
+    answers = [requests.post(url, json=long, timeout=30) for _ in range(2)]
+    assert [(a.status_code, a.headers["X-Cache"]) for a in answers] == [(200, "MISS")] * 2
+    assert not_kept(small_cache)["too_large"] - kept["too_large"] == 2

@@ -6,6 +6,7 @@ the session's stack with shorter gates (a stack file with the same ports).
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -174,3 +175,29 @@ def test_runs_are_recorded_and_shown(gated):
     saved = json.loads((records.runs_dir(gated) / f"{runs[-1]['run_id']}.json").read_text())
     assert (saved["promoted"], saved["rolled_back"], saved["staging_change"]["version"]) == (True, True, "3.3")
     assert saved["production_before"] == read_production(gated)
+
+
+def test_the_text_model_ships_through_every_stage_under_its_own_gates(gated, tmp_path):
+    """`make pipeline MODEL=models/sentiment`: the transformer trains, archives (83 MB), passes smoke and
+    a load gate of its own (models.sentiment.pipeline in config/stack.yaml: 8 users, p99 at most 1.5 s;
+    the stack's 250 ms is a regressor's), and is promoted; the other models do not move."""
+    model_dir = tmp_path / "sentiment"
+    shutil.copytree(REPO_ROOT / "models" / "sentiment", model_dir, ignore=shutil.ignore_patterns("artifacts"))
+    before = {m: read_production(gated, m) for m in gated.models}
+    proc = pipeline(gated, "run", "--model-dir", str(model_dir), "--version", "3.0", "--seed", "11", "--approve",
+                    env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out
+    run = last_run(gated)
+    assert run["model"] == "sentiment" and all(s["status"] == "passed" for s in run["stages"]), run["stages"]
+    assert [s["name"] for s in run["stages"]][-2:] == ["promote", "bake"]
+    loadgate = next(s["figure"] for s in run["stages"] if s["name"] == "loadgate")
+    print(f"\nsentiment's load gate: {loadgate}")
+    assert loadgate.startswith("8 users,") and "(at most 1500)" in loadgate, loadgate
+    answer = requests.post(f"{gated.nginx.url}/predict/sentiment", json={"text": "a wonderful, moving film"},
+                           headers={"Cache-Control": "no-cache"}, timeout=30)  # fmt: skip
+    assert answer.status_code == 200 and answer.headers["X-Model-Version"] == "3.0", answer.text
+    assert answer.headers["X-Served-By"] == gated.other(before["sentiment"]) == read_production(gated, "sentiment")
+    assert {m: read_production(gated, m) for m in gated.models if m != "sentiment"} == {
+        m: c for m, c in before.items() if m != "sentiment"
+    }

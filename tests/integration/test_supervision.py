@@ -3,7 +3,10 @@ itself and the restart is counted; logs are rotated within their bound; a side
 service that fails never stops serving; `make down` stops what is left whatever
 died first; `make up` names a foreign process on its port.
 
-Last in the suite (it kills everything once, and ends with down and up).
+Last in the suite (tests/integration/conftest.py orders it so: it kills everything once, and ends
+with down and up). Each test that stops parts of the stack leaves it whole again, failed or not: a
+test that failed halfway must not leave the next ones, or the rest of the suite, without Nginx or
+the supervisor.
 """
 
 import collections
@@ -59,6 +62,14 @@ class LightLoad:
         self.thread.join(timeout=10)
 
 
+@pytest.fixture
+def restored(stack, monkeypatch):
+    """After the test, passed or failed: the real services, and every part of the stack running."""
+    yield
+    monkeypatch.undo()
+    stack_mod.up(stack)
+
+
 def restarts(stack) -> dict[str, float]:
     samples = scrape(f"http://127.0.0.1:{stack.monitoring.exporter_port}/metrics")
     return {name: total(samples, "twinserve_process_restarts_total", process=name) for name, _ in processes_of(stack)}
@@ -89,7 +100,7 @@ def test_the_pid_of_a_colour_is_the_process_that_serves_its_ports(stack):
         assert f"running pid {pid}" in "\n".join(stack_mod.status(stack))
 
 
-def test_a_failed_side_service_leaves_serving_alone(stack, monkeypatch):
+def test_a_failed_side_service_leaves_serving_alone(stack, restored, monkeypatch):
     """Finding 4: `make up` stopped a serving Nginx because the exporter failed."""
     assert processes.stop(stack, SUPERVISOR)  # nothing restarts the broken exporter behind this test
     assert processes.stop(stack, "nginx") and processes.stop(stack, "exporter")
@@ -104,7 +115,7 @@ def test_a_failed_side_service_leaves_serving_alone(stack, monkeypatch):
         stack_mod.up(stack)
     message = str(err.value)
     print(f"make up: error: {message}")
-    assert "exporter" in message and "serving left running" in message and "\n" not in message
+    assert "exporter" in message and "serving left running" in message and "\n" not in message, message
     assert processes.running_pid(stack, "nginx"), "up stopped the Nginx it had started"
     assert requests.post(f"{stack.nginx.url}/predict", json=BODY, timeout=10).status_code == 200
     assert not processes.running_pid(stack, "exporter") and not processes.crashed(stack, "exporter")
@@ -113,7 +124,7 @@ def test_a_failed_side_service_leaves_serving_alone(stack, monkeypatch):
     assert stack_mod.up(stack) == ["exporter"]
 
 
-def test_every_process_killed_with_sigkill_is_restarted_and_counted(stack):
+def test_every_process_killed_with_sigkill_is_restarted_and_counted(stack, restored):
     recovery = {}
     with LightLoad(stack) as load:
         for name, part in reversed(processes_of(stack)):  # side services, Nginx, then the colours
@@ -145,7 +156,7 @@ def test_every_process_killed_with_sigkill_is_restarted_and_counted(stack):
     assert poll(in_prometheus, timeout=60), "Prometheus does not see the restart counter"
 
 
-def test_make_up_restarts_a_dead_supervisor_and_counts_it(stack):
+def test_make_up_restarts_a_dead_supervisor_and_counts_it(stack, restored):
     before = processes.read_restarts(stack).get(SUPERVISOR, 0)
     os.kill(processes.running_pid(stack, SUPERVISOR), signal.SIGKILL)
     assert poll(lambda: processes.crashed(stack, SUPERVISOR), timeout=10, every=0.1)
@@ -180,7 +191,7 @@ def test_logs_are_rotated_within_their_bound(stack):
     assert poll(lambda: b"POST /test/predict" in (logs / "access_test.log").read_bytes(), timeout=15, every=0.5)
 
 
-def test_down_stops_everything_whatever_died_first_and_up_names_a_foreign_holder(stack):
+def test_down_stops_everything_whatever_died_first_and_up_names_a_foreign_holder(stack, restored):
     """Finding 7: a dead leader's workers, an Nginx master killed with its workers serving."""
     assert processes.stop(stack, SUPERVISOR)
     for name in ("nginx", "torchserve-green"):

@@ -240,6 +240,31 @@ def test_bad_model_names_are_refused(tmp_path, field, value, message):
         parse_stack(raw, tmp_path / "s.yaml")
 
 
+def test_a_model_s_pipeline_gates_are_the_stack_s_with_its_own_on_top(tmp_path):
+    stack = parse_stack(raw_copy(), tmp_path / "s.yaml")
+    assert stack.gates("regressor") == stack.pipeline and stack.gates("digits") == stack.pipeline
+    text = stack.gates("sentiment")
+    assert (text.load_users, text.load_max_p99_ms, text.load_min_rps, text.bake_max_p99_ms) == (8, 1500, 10, 1500)
+    assert (text.load_seconds, text.bake_seconds) == (stack.pipeline.load_seconds, stack.pipeline.bake_seconds)
+    raw = raw_copy()
+    raw["pipeline"] = {"bake_seconds": 5, "load_max_p99_ms": 100}
+    text = parse_stack(raw, tmp_path / "s.yaml").gates("sentiment")
+    assert (text.bake_seconds, text.load_max_p99_ms) == (5, 1500)  # the stack's section, the model's on top
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"pipeline": {"load_p99": 3}}, r"models.sentiment.pipeline: missing nothing, unknown \['load_p99'\]"),
+    ({"pipeline": [1]}, "models.sentiment.pipeline: expected a mapping"),
+    ({"gates": {}}, r"models.sentiment: unknown \['gates'\]; expected dir, version, pipeline"),
+])  # fmt: skip
+def test_a_bad_model_pipeline_section_is_named(tmp_path, entry, message):
+    raw = raw_copy()
+    raw["models"]["sentiment"].pop("pipeline", None)
+    raw["models"]["sentiment"].update(entry)
+    with pytest.raises(ConfigError, match=message):
+        parse_stack(raw, tmp_path / "s.yaml")
+
+
 @pytest.mark.parametrize(("value", "size"), [(65536, 65536), ("64k", 65536), ("1m", 1 << 20), (" 2K ", 2048)])
 def test_sizes(value, size):
     assert parse_size(value, "x") == size

@@ -118,15 +118,17 @@ def smoke(ctx: Context) -> str:
 
 def loadgate(ctx: Context) -> str:
     """Locust on the model's staging route with the model's own samples (twinserve.samples)."""
-    p, model = ctx.stack.pipeline, ctx.record["model"]
+    model = ctx.record["model"]
+    p = ctx.stack.gates(model)
     samples = model_samples(Path(ctx.record["model_dir"]))
     route = route_for(model, staging=True)
     agg = run_locust(
         ctx.stack.nginx.url, route, p.load_users, p.load_users, p.load_seconds, ctx.out_dir / "loadgate", samples
     )
     figure = (
-        f"{agg.requests} requests ({len(samples)} samples) in {p.load_seconds}s, error ratio {agg.error_ratio:.4f}, "
-        f"p99 {agg.p99_ms:.0f} ms, {agg.rps:.0f} req/s"
+        f"{p.load_users} users, {agg.requests} requests ({len(samples)} samples) in {p.load_seconds}s, "
+        f"error ratio {agg.error_ratio:.4f}, p99 {agg.p99_ms:.0f} ms (at most {p.load_max_p99_ms:.0f}), "
+        f"{agg.rps:.0f} req/s (at least {p.load_min_rps:.0f})"
     )
     missed = judge(agg, Thresholds(p.load_max_error_ratio, p.load_max_p99_ms, p.load_min_rps))
     if missed:
@@ -206,8 +208,8 @@ def bake_sample(stack: Stack, colour: str, window_s: int, since: float, model: s
 
 def bake(ctx: Context, sleep=time.sleep) -> str:
     """Watch production for bake_seconds; fail as soon as the judge has seen enough bad checks."""
-    p, stack = ctx.stack.pipeline, ctx.stack
-    colour, model = ctx.record["promoted_colour"], ctx.record["model"]
+    stack, colour, model = ctx.stack, ctx.record["promoted_colour"], ctx.record["model"]
+    p = stack.gates(model)
     judge_ = BakeJudge(BakeLimits(p.bake_max_error_ratio, p.bake_max_p99_ms, p.bake_breaches_to_fail))
     every = stack.monitoring.scrape_interval_seconds
     promoted_at = ctx.record.get("promoted_at", time.time())

@@ -304,6 +304,85 @@ def test_a_poison_message_is_counted_once_and_the_stacks_consumer_keeps_going(st
     assert consumer_value(stack, "twinserve_drift_invalid_messages_total") == 0
 
 
+VERSION_76 = {"model": "regressor", "version": "7.6"}
+
+
+def statistics_of(stack, version) -> dict:
+    """The stack's consumer's exported statistics of one model version (the gauges: counts, means,
+    windows, z-scores, the verdict and its tests), verdict times left out."""
+    return {
+        key: value
+        for key, value in consumer_metrics(stack).items()
+        if ("version", version) in key[1] and key[0].startswith("twinserve_drift_") and "timestamp" not in key[0]
+        and not key[0].endswith(("_total", "_created"))
+    }  # fmt: skip
+
+
+def restart_consumer(stack, kill: bool = False, before_start=None):
+    """Stop the stack's drift consumer (SIGTERM as `make down` does, or SIGKILL) and start it again."""
+    service = next(s for s in monitoring.services(stack) if s.name == "drift-consumer")
+    with processes.locked(stack):  # stopped and started by this test, not the supervisor
+        if kill:
+            os.kill(processes.running_pid(stack, "drift-consumer"), signal.SIGKILL)
+            assert poll(lambda: processes.running_pid(stack, "drift-consumer") is None, timeout=10, every=0.1)
+        else:
+            processes.stop(stack, "drift-consumer")
+        if before_start:
+            before_start()
+        monitoring.start(stack, service)
+    processes.wait_ready(service.ready_url, 60)
+
+
+def test_the_statistics_survive_a_restart_of_the_consumer_and_a_kill_9_and_a_corrupt_snapshot_is_survived(
+    stack, workdir, reference
+):
+    """Issue 18, item 5: `make down && make up` reset the statistics to 0, and the z-scores waited
+    for 100 new inputs. On a version of its own (7.6, archived here, never served):
+
+    - after a SIGTERM restart every statistic of the version is back at once, with no new input
+      (the snapshot written when it stopped);
+    - after `kill -9` right after new rows were counted (before the next periodic snapshot, most
+      likely), they come back too, and the rows after the snapshot's offsets are read again from
+      the topic and counted once: the count settles at what it was, not above;
+    - a snapshot file made garbage is survived: the consumer starts with empty statistics, counts
+      it, sets the file aside, and reads on from its committed offsets (lag back to 0).
+    """
+    build_archive(workdir / "models" / "regressor", "7.6", stack.model_store)
+
+    def counted() -> float:
+        return consumer_value(stack, "twinserve_drift_count", feature="x1", version="7.6")
+
+    publish(stack, stack.drift.topic, messages("regressor", "7.6", reference, 30, rows_per_message=48, seed=41))
+    assert poll(lambda: counted() == 1440 and lag_is_zero(stack), timeout=90), counted()
+    before = statistics_of(stack, "7.6")
+    assert before[("twinserve_drift_window_count", frozenset({**VERSION_76, "feature": "x1"}.items()))] == 500
+    assert ("twinserve_drift_zscore", frozenset({**VERSION_76, "feature": "x1"}.items())) in before
+    assert total(before, "twinserve_drift_verdict_window_rows") >= 500  # judged
+
+    restart_consumer(stack)
+    assert statistics_of(stack, "7.6") == before  # at once: no new input was sent
+    assert consumer_value(stack, "twinserve_drift_snapshot_loads_total", result="restored") == 1
+
+    publish(stack, stack.drift.topic, messages("regressor", "7.6", reference, 10, rows_per_message=48, seed=42))
+    assert poll(lambda: counted() == 1920 and lag_is_zero(stack), timeout=60, every=0.2), counted()
+    before = statistics_of(stack, "7.6")
+    restart_consumer(stack, kill=True)
+    assert poll(lambda: counted() == 1920 and lag_is_zero(stack), timeout=60, every=0.5), counted()
+    settled_count(stack)
+    assert counted() == 1920  # counted once, not twice
+    assert statistics_of(stack, "7.6") == before
+    assert consumer_value(stack, "twinserve_drift_snapshot_loads_total", result="restored") == 1
+
+    path = stack.var_dir / "drift" / "consumer-snapshot.json"
+    restart_consumer(stack, before_start=lambda: path.write_bytes(b"\x00garbage{"))
+    assert consumer_value(stack, "twinserve_drift_snapshot_loads_total", result="corrupt") == 1
+    assert consumer_value(stack, "twinserve_drift_snapshot_loads_total", result="restored") == 0
+    assert statistics_of(stack, "7.6") == {}  # empty: none of 7.6's rows is read again
+    assert (path.parent / "consumer-snapshot.json.rejected").read_bytes() == b"\x00garbage{"
+    publish(stack, stack.drift.topic, messages("regressor", "7.6", reference, 2, rows_per_message=48, seed=43))
+    assert poll(lambda: counted() == 96 and lag_is_zero(stack), timeout=60), counted()
+
+
 def topic_exists(stack, topic) -> bool:
     from kafka.admin import KafkaAdminClient
 

@@ -1,9 +1,10 @@
 """The message contract between the handler (publisher) and the drift consumer."""
 
+import numpy as np
 import pytest
 from input_publisher import input_message
 
-from twinserve.drift.messages import Inputs, InvalidMessage, decode, encode
+from twinserve.drift.messages import Inputs, InvalidMessage, decode, decode_batch, encode
 
 
 def test_what_the_handler_publishes_the_consumer_decodes():
@@ -33,6 +34,45 @@ def test_what_the_handler_publishes_the_consumer_decodes():
 def test_malformed_messages_are_refused_with_the_reason(raw, reason):
     with pytest.raises(InvalidMessage, match=reason):
         decode(raw)
+    with pytest.raises(InvalidMessage, match=reason):  # the consumer's decoder refuses the same, alike
+        decode_batch(raw)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [[True, 0.5]],  # numpy alone would take true as 1.0 beside a number
+        [[0.5, False]],
+        [[0.5, None]],
+        [[0.5, "0.5"]],  # numpy alone would parse the string
+        [[0.5, 1e400]],  # JSON's 1e400 is inf
+        [[0.5, 0.5], [0.5]],
+        [[0.5, [0.5]]],
+        [0.5, 0.5],
+    ],
+)
+def test_the_batch_decoder_refuses_what_numpy_alone_would_take(rows):
+    raw = encode("m", "1", ["x1", "x2"], rows).replace(b"Infinity", b"1e400")
+    with pytest.raises(InvalidMessage):
+        decode(raw)
+    with pytest.raises(InvalidMessage):
+        decode_batch(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        input_message("regressor", "1.0", ["x1", "x2"], [[0.2, 0.6], [1, 2], [-3.5e99, 7]]),
+        input_message("true-model", "null", ["x1", "false"], [[0.25, 1]]),  # the careful path, same answer
+        encode("m", "1", ["x1"], [[10**30]]),  # beyond int64: numpy makes objects; decode() floats
+        b'{"model": "m", "version": "1", "features": ["x1"], "rows": []}',
+    ],
+)
+def test_the_batch_decoder_gives_decodes_values_as_one_array(raw):
+    inputs, batch = decode(raw), decode_batch(raw)
+    assert (batch.model, batch.version, batch.features) == (inputs.model, inputs.version, inputs.features)
+    assert batch.values.dtype == np.float64 and batch.values.shape == (len(inputs.rows), len(inputs.features))
+    assert batch.values.tolist() == inputs.rows
 
 
 def test_a_message_without_rows_is_valid_and_empty():

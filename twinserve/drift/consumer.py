@@ -1,8 +1,11 @@
 """The drift consumer: production inputs from Kafka in, z-scores to Prometheus out.
 
-At least once: offsets are committed only after the messages before them were
-processed, so a restart resumes from the last commit and may count again at
-most the messages of one poll.
+Offsets are committed only after the messages before them were processed.
+The statistics survive a restart (snapshot.py): written with the offsets
+they include every snapshot_s seconds and on stop, read back at start; the
+consumer then reads on from those offsets, not the committed ones, so a
+message is counted once whichever of snapshot and commit came last. Without
+a snapshot (or with one it rejects) it starts empty from the last commit.
 
 No message can stop it. process() guards each message: a malformed one, one
 for a model version without reference statistics, or one whose processing
@@ -36,11 +39,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from twinserve.drift.detect import VerdictSettings, VersionWindow
-from twinserve.drift.messages import InvalidMessage, decode
-from twinserve.drift.stats import MAX_ABS, FeatureDrift, in_range, usable_spread
+from twinserve.drift import snapshot
+from twinserve.drift.detect import Verdict, VerdictSettings, VersionWindow
+from twinserve.drift.messages import InvalidMessage, decode_batch
+from twinserve.drift.stats import MAX_ABS, FeatureDrift, usable_spread
 from twinserve.drift.topic import RESET_REASONS, PartitionView, describe, ensure_topic, reset_reason
 
 logger = logging.getLogger(__name__)
@@ -68,6 +73,8 @@ class ConsumerSettings:
     check_s: float = 2.0  # lag, broker and topic-reset checks
     max_mb: int | None = None  # the topic is created with retention_configs(max_mb)
     verdict: VerdictSettings = VerdictSettings()  # the distribution tests' windows and thresholds (detect.py)
+    snapshot: Path | None = None  # the statistics kept across restarts here (snapshot.py); None: not kept
+    snapshot_s: float = 5.0  # written this often while messages arrive, and when the consumer stops
 
     @classmethod
     def from_stack(cls, stack) -> "ConsumerSettings":
@@ -77,6 +84,7 @@ class ConsumerSettings:
             bootstrap=d.bootstrap, topic=d.topic, window=d.window, min_samples=d.min_samples,
             model_store=stack.model_store, max_mb=d.topic_max_mb,
             verdict=VerdictSettings.from_mapping(d.verdict, f"{stack.path}: drift.verdict"),
+            snapshot=stack.var_dir / "drift" / "consumer-snapshot.json",
         )  # fmt: skip
 
 
@@ -108,7 +116,7 @@ class DriftMetrics:
         def gauge(name, doc, labels=LABELS):
             return Gauge(f"twinserve_drift_{name}", doc, labels, registry=registry)
 
-        self.count = gauge("count", "Inputs seen since the consumer started.")
+        self.count = gauge("count", "Inputs seen (kept across restarts by the consumer's snapshot).")
         self.mean = gauge("mean", "Mean of all inputs seen.")
         self.std = gauge("std", "Standard deviation of all inputs seen.")
         self.window_mean = gauge("window_mean", "Mean of the inputs in the sliding window.")
@@ -150,9 +158,21 @@ class DriftMetrics:
         self.verdict_time = gauge("verdict_timestamp_seconds", "Unix time of the last verdict.", version)
         self.lag = Gauge("twinserve_drift_consumer_lag", "Messages on the topic not yet processed.", registry=registry)
         self.broker_up = Gauge("twinserve_drift_broker_up", "1 while the broker answers.", registry=registry)
+        self.snapshot_loads = Counter(
+            "twinserve_drift_snapshot_loads", "Snapshots read at start, by result (restored, none, corrupt, foreign).",
+            ["result"], registry=registry,
+        )  # fmt: skip
+        for result in snapshot.LOAD_RESULTS:
+            self.snapshot_loads.labels(result)
+        self.snapshot_errors = Counter(
+            "twinserve_drift_snapshot_write_errors", "Snapshots that could not be written.", registry=registry
+        )
+        self.snapshot_time = Gauge(
+            "twinserve_drift_snapshot_timestamp_seconds", "Unix time of the last snapshot written.", registry=registry
+        )
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: the consumer keeps a set of those to export
 class Tracked:
     """One feature of one model version: its statistics, its reference and its gauges
     (labelled once: a label lookup per value per message cost a quarter of the throughput)."""
@@ -205,9 +225,31 @@ class DriftConsumer:
         self._by_message: dict[tuple, list[Tracked]] = {}  # (model, version, *features) -> their Tracked
         self.seen: dict = {}  # TopicPartition -> PartitionView at the last check, kept across reconnects
         self.stale: dict = {}  # TopicPartition -> the replaced topic's high watermark, still in the client
+        # The offsets the statistics include: {partition: next offset to read}, of the topic with id
+        # positions_tid (None: not known yet). Read from at each (re)connection, and saved in the snapshot.
+        self.positions: dict[int, int] = {}
+        self.positions_tid: str | None = None
+        self.topic_id: str | None = None  # the topic's id at the last check ("" if the broker gives none)
+        self.verdict_times: dict[tuple[str, str], float] = {}  # (model, version) -> wall time of its last verdict
+        self.changed = False  # since the last snapshot
+        self._touched: set[Tracked] = set()  # features changed since the last export
+        if settings.snapshot is not None:
+            self.load_snapshot()
 
     def process(self, raw: bytes) -> bool:
-        """Update the statistics with one message; False if it was skipped. Never raises."""
+        """Update the statistics with one message and export them; False if it was skipped. Never raises."""
+        taken = self._guarded(raw)
+        self.export()
+        return taken
+
+    def export(self) -> None:
+        """Set the gauges of the features changed since the last export. The consuming loop calls it
+        once per poll (up to max_records messages), not per message: ~10 us a feature."""
+        for tracked in self._touched:
+            tracked.export(self.settings.min_samples)
+        self._touched.clear()
+
+    def _guarded(self, raw: bytes) -> bool:
         try:
             return self._process(raw)
         except Exception:  # noqa: BLE001 - no message may stop the consumer or be replayed forever
@@ -217,29 +259,32 @@ class DriftConsumer:
 
     def _process(self, raw: bytes) -> bool:
         try:
-            inputs = decode(raw)
+            batch = decode_batch(raw)
         except InvalidMessage:
             self.metrics.invalid.labels(MALFORMED).inc()
             return False
-        tracked = self._tracked(inputs.model, inputs.version, inputs.features)
+        tracked = self._tracked(batch.model, batch.version, batch.features)
         if tracked is None:
             self.metrics.invalid.labels(NO_REFERENCE).inc()
             return False
-        columns = [[row[j] for row in inputs.rows] for j in range(len(inputs.features))]
-        if any(col and (min(col) < -MAX_ABS or max(col) > MAX_ABS) for col in columns):
-            rows = [row for row in inputs.rows if all(in_range(v) for v in row)]
+        values = batch.values
+        if values.size and (values.min() < -MAX_ABS or values.max() > MAX_ABS):
+            kept = np.all(np.abs(values) <= MAX_ABS, axis=1)
             self.metrics.invalid.labels(OUT_OF_RANGE).inc()
-            self.metrics.invalid_rows.labels(OUT_OF_RANGE).inc(len(inputs.rows) - len(rows))
-            columns = [[row[j] for row in rows] for j in range(len(inputs.features))]
-        for feature, column in zip(tracked, columns, strict=True):
+            self.metrics.invalid_rows.labels(OUT_OF_RANGE).inc(int(values.shape[0] - kept.sum()))
+            values = values[kept]
+        columns = {}
+        for j, (name, feature) in enumerate(zip(batch.features, tracked, strict=True)):
+            column = columns[name] = values[:, j]
             if feature is not None:
                 feature.drift.add_many(column)
-                feature.export(self.settings.min_samples)
-        self._judge(inputs.model, inputs.version, dict(zip(inputs.features, columns, strict=True)))
+                self._touched.add(feature)
+        self._judge(batch.model, batch.version, columns)
         self.metrics.consumed.inc()
+        self.changed = True
         return True
 
-    def _judge(self, model: str, version: str, columns: dict[str, list[float]]):
+    def _judge(self, model: str, version: str, columns: dict[str, np.ndarray]):
         """Add the message to its version's window; export the verdict if one was due."""
         key = (model, version)
         if key not in self.windows:
@@ -248,7 +293,12 @@ class DriftConsumer:
         verdict = window.add(columns, self.clock()) if window is not None else None
         if verdict is None:
             return None
-        m = self.metrics
+        self.metrics.verdicts.labels(model, version).inc()
+        self._export_verdict(key, verdict, time.time())  # wall time, for Prometheus' time()
+        return verdict
+
+    def _export_verdict(self, key: tuple[str, str], verdict: Verdict, at: float) -> None:
+        m, (model, version) = self.metrics, key
         for feature, results in verdict.features.items():
             for test, value in results.items():
                 m.statistic.labels(model, version, feature, test).set(value)
@@ -257,9 +307,8 @@ class DriftConsumer:
         m.share.labels(model, version).set(verdict.share)
         m.detected.labels(model, version).set(int(verdict.detected))
         m.verdict_rows.labels(model, version).set(verdict.rows)
-        m.verdicts.labels(model, version).inc()
-        m.verdict_time.labels(model, version).set(time.time())  # wall time, for Prometheus' time()
-        return verdict
+        m.verdict_time.labels(model, version).set(at)
+        self.verdict_times[key] = at
 
     def _tracked(self, model: str, version: str, features: list[str]) -> list["Tracked | None"] | None:
         """The tracked features of a message's model version (None where a feature has no reference:
@@ -306,6 +355,8 @@ class DriftConsumer:
                     if client is not None:
                         with contextlib.suppress(Exception):  # closing a client of a dead broker
                             client.close(**close)
+        if self.settings.snapshot is not None:
+            self.save_snapshot()  # on SIGTERM: what was processed since the last one
 
     def _connect(self):
         from kafka import KafkaConsumer, TopicPartition
@@ -335,7 +386,9 @@ class DriftConsumer:
         return consumer, admin
 
     def _consume(self, consumer, admin, stop: threading.Event) -> None:
-        last_check = 0.0  # check at once: a committed offset may lie beyond a new topic's end
+        self._check(consumer, admin)  # at once: a committed offset may lie beyond a new topic's end
+        self._resume(consumer)
+        last_check = last_snapshot = time.monotonic()
         while not stop.is_set():
             if time.monotonic() - last_check > self.settings.check_s:
                 self._check(consumer, admin)
@@ -343,9 +396,30 @@ class DriftConsumer:
             batches = consumer.poll(timeout_ms=self.settings.poll_ms, max_records=self.settings.max_records)
             for records in batches.values():
                 for record in records:
-                    self.process(record.value)
+                    self._guarded(record.value)
+                    self.positions[record.partition] = record.offset + 1
+                    self.changed = True  # a skipped message moves the offsets too
+            self.export()
             if batches:
                 consumer.commit()
+            if self.settings.snapshot is not None and time.monotonic() - last_snapshot >= self.settings.snapshot_s:
+                self.save_snapshot()
+                last_snapshot = time.monotonic()
+
+    def _resume(self, consumer) -> None:
+        """Read on from the offsets the statistics include (a snapshot's, or this process's before a
+        reconnection), not from the group's committed ones, if they are of the topic now there:
+        a message is then counted once whether the snapshot or the commit came last."""
+        if self.positions_tid and self.topic_id and self.positions_tid != self.topic_id:
+            logger.warning(
+                "drift consumer: the statistics' offsets are of topic id %s, the topic is now %s: statistics "
+                "kept, reading from the committed offsets", self.positions_tid, self.topic_id,
+            )  # fmt: skip
+            self.positions = {}
+        for tp in sorted(consumer.assignment()):
+            if tp.partition in self.positions:
+                consumer.seek(tp, self.positions[tp.partition])
+        self.positions_tid = self.topic_id or self.positions_tid
 
     def _check(self, consumer, admin) -> None:
         """Recreate a missing topic, restart a replaced one from its start, export the lag."""
@@ -358,6 +432,7 @@ class DriftConsumer:
             ensure_topic(self.settings.bootstrap, topic, admin, self.settings.max_mb)
             described = describe(admin, topic) or ("", [])
         tid, partitions = described
+        self.topic_id = tid
         wanted = {TopicPartition(topic, p) for p in partitions}
         if wanted and wanted != consumer.assignment():
             # Someone made the topic with more partitions (a client that auto-creates it):
@@ -384,6 +459,7 @@ class DriftConsumer:
                 self.metrics.resets.labels(reason).inc()
                 consumer.seek_to_beginning(tp)
                 position = consumer.position(tp)
+                self.positions[tp.partition], self.positions_tid = position, tid or self.positions_tid
                 consumer.commit()  # else a restart would find the old offset beyond the end and reset again
                 if before is not None and now.end is not None and now.end == before.end:
                     # Unchanged since the old topic's last check: likely still the old topic's.
@@ -392,3 +468,89 @@ class DriftConsumer:
             lag += max((now.end or 0) - position, 0)
         self.metrics.lag.set(lag)
         self.metrics.broker_up.set(1)
+
+    def state(self) -> dict:
+        """Everything the statistics are, with the offsets they include (snapshot.py)."""
+        now = self.clock()
+        return {
+            "topic": self.settings.topic, "group_id": self.settings.group_id, "written_at": time.time(),
+            "topic_id": self.positions_tid, "offsets": {str(p): o for p, o in sorted(self.positions.items())},
+            "features": [
+                {"model": m, "version": v, "feature": f, **t.drift.state()} for (m, v, f), t in self.features.items()
+            ],
+            "versions": [
+                {"model": m, "version": v, "verdict_time": self.verdict_times.get((m, v)), **w.state(now)}
+                for (m, v), w in self.windows.items() if w is not None
+            ],
+        }  # fmt: skip
+
+    def save_snapshot(self) -> bool:
+        """Write the snapshot if anything changed since the last one; never raises (a full disk
+        is logged and counted, and the consumer goes on)."""
+        if not self.changed:
+            return False
+        try:
+            snapshot.write(self.settings.snapshot, self.state())
+        except (OSError, ValueError, TypeError) as exc:
+            self.metrics.snapshot_errors.inc()
+            logger.warning("drift consumer: could not write the snapshot %s (%s)", self.settings.snapshot, exc)
+            return False
+        self.changed = False
+        self.metrics.snapshot_time.set(time.time())
+        return True
+
+    def load_snapshot(self) -> str:
+        """Restore the statistics from the snapshot, if there is one; the result, as counted. A file
+        that is not a snapshot of this consumer leaves it empty: one line logged, the file set aside."""
+        path = self.settings.snapshot
+        try:
+            state = snapshot.read(path, self.settings.topic, self.settings.group_id)
+            if state is not None:
+                self.restore(state)
+            result = snapshot.MISSING if state is None else snapshot.LOADED
+        except snapshot.SnapshotRejected as exc:
+            result = exc.reason
+            aside = None
+            with contextlib.suppress(OSError):
+                aside = snapshot.set_aside(path)
+            logger.warning("drift consumer: snapshot %s rejected (%s); starting with empty statistics; "
+                           "the file is now %s", path, exc, aside)  # fmt: skip
+        self.metrics.snapshot_loads.labels(result).inc()
+        return result
+
+    def restore(self, state: dict) -> None:
+        """Take the statistics back from a snapshot's state; SnapshotRejected (corrupt) if any part
+        of it is malformed, and then nothing is taken."""
+        try:
+            downtime = max(time.time() - float(state["written_at"]), 0.0)
+            now = self.clock()
+            window_size = self.settings.window
+            drifts = {
+                (str(e["model"]), str(e["version"]), str(e["feature"])): FeatureDrift.from_state(window_size, e)
+                for e in state["features"]
+            }
+            windows = {}
+            for e in state["versions"]:
+                key = (str(e["model"]), str(e["version"]))
+                if key not in self.references:
+                    self.references.update(load_references(self.settings.model_store))
+                window = VersionWindow.from_reference_stats(self.references.get(key), self.settings.verdict)
+                if window is not None:  # an archive without sketches since: nothing to judge
+                    window.restore(e, now - downtime, now)
+                    at = e["verdict_time"]
+                    windows[key] = window, (float(at) if at is not None else None)
+            positions = {int(p): int(o) for p, o in state["offsets"].items()}
+            tid = state["topic_id"]
+            tid = None if tid is None else str(tid)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise snapshot.SnapshotRejected(snapshot.CORRUPT, f"malformed ({type(exc).__name__}: {exc})") from None
+        for (model, version, feature), drift in drifts.items():
+            (tracked,) = self._tracked(model, version, [feature]) or (None,)
+            if tracked is not None:  # else the version's reference is gone: nothing to compare with
+                tracked.drift = drift
+                tracked.export(self.settings.min_samples)
+        for key, (window, at) in windows.items():
+            self.windows[key] = window
+            if window.last is not None and at is not None:
+                self._export_verdict(key, window.last, at)
+        self.positions, self.positions_tid = positions, tid

@@ -146,13 +146,34 @@ def test_a_zero_spread_feature_is_reported_not_tested():
 
 
 def test_the_verdict_says_drifted_only_once_the_rule_held_at_two_evaluations_running():
-    w = window(VerdictSettings(min_rows=500, every=500, max_rows=500))
+    w = window(VerdictSettings(min_rows=500, every=500, max_rows=500, decisive_wasserstein=10.0))
     wide = 0.5 + 2 * (RNG.random(1000) - 0.5)
     first, second = feed(w, wide, RNG.random(1000), per=500)
     assert first.flags["x1"]["verdict"] and not first.detected and first.streaks["verdict"] == 1
     assert second.detected and second.streaks["verdict"] == 2
     (calm,) = feed(w, RNG.random(500), RNG.random(500), start=10, per=500)
     assert not calm.detected and calm.streaks["verdict"] == 0
+
+
+def test_a_decisive_change_is_drifted_at_its_first_evaluation_a_smaller_one_at_its_second():
+    """Even quantiles shifted by 0.036 (0.125 training stds: over large_wasserstein 0.1, under decisive 0.15)
+    wait for the confirmation; the doubled spread (0.87 stds) needs none."""
+    settings = VerdictSettings(min_rows=500, every=500, max_rows=500)
+    grid = (np.arange(500) + 0.5) / 500
+    small = window(settings)
+    first, second = feed(small, np.tile(grid + 0.036, 2), np.tile(grid, 2), per=500)
+    assert 0.1 <= first.features["x1"]["wasserstein"] < 0.15, first.features["x1"]
+    assert first.flags["x1"]["verdict"] and not first.detected
+    assert second.detected and second.streaks["verdict"] == 2
+    large = window(settings)
+    (first,) = feed(large, 0.5 + 2 * (grid - 0.5), grid, per=500)
+    assert first.features["x1"]["wasserstein"] > 0.8 and first.features["x1"]["ks_pvalue"] < settings.alpha
+    assert first.detected and first.streaks["verdict"] == 1
+
+
+def test_decisive_wasserstein_is_not_below_large_wasserstein():
+    with pytest.raises(ConfigError, match="large_wasserstein exceeds decisive_wasserstein"):
+        VerdictSettings.from_mapping({"large_wasserstein": 0.2}, "stack.yaml: drift.verdict")
 
 
 def test_verdict_settings_from_the_stack_keep_defaults_for_keys_left_out():

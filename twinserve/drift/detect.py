@@ -27,7 +27,11 @@ large enough to matter (wasserstein >= min_wasserstein), or if the change is
 large whatever the KS test says (wasserstein >= large_wasserstein). Drifted:
 at least `min_share` of the version's features drifting (any one, by
 default), at `confirm` consecutive evaluations (two: one more evaluation's
-delay, and a chance alarm of one window is not reported). The thresholds are
+delay, and a chance alarm of one window is not reported), or at once when
+that share is drifting decisively: the KS test says so and the change is at
+least `decisive_wasserstein` training stds, far beyond what an undrifted
+window shows (a large change then costs no confirmation's delay; measured in
+docs/drift.md against Evidently, which decides on one window). The thresholds are
 chosen with `make drift-eval` (docs/drift.md) for at most one false alarm per
 100,000 undrifted rows.
 
@@ -71,6 +75,7 @@ class VerdictSettings:
     z_threshold: float = 4.0
     min_share: float = 1e-9  # any drifting feature
     confirm: int = 2  # consecutive evaluations the rule must hold for before the verdict says drifted
+    decisive_wasserstein: float = 0.15  # with KS agreeing, one evaluation suffices at this distance
 
     @classmethod
     def from_mapping(cls, raw, where: str) -> "VerdictSettings":
@@ -99,6 +104,8 @@ class VerdictSettings:
             raise ConfigError(f"{where}.alpha: expected below 1, got {settings.alpha!r}")
         if settings.min_wasserstein > settings.large_wasserstein:
             raise ConfigError(f"{where}: min_wasserstein exceeds large_wasserstein")
+        if settings.large_wasserstein > settings.decisive_wasserstein:
+            raise ConfigError(f"{where}: large_wasserstein exceeds decisive_wasserstein")
         return settings
 
 
@@ -309,6 +316,9 @@ class VersionWindow:
         shares = {t: sum(f[t] for f in flags.values()) / len(flags) if flags else 0.0 for t in self.streaks}
         for t, share in shares.items():
             self.streaks[t] = self.streaks[t] + 1 if flags and share >= self.settings.min_share else 0
-        detected = self.streaks["verdict"] >= self.settings.confirm
+        s = self.settings
+        decisive = sum(r["ks_pvalue"] < s.alpha and r["wasserstein"] >= s.decisive_wasserstein
+                       for r in results.values())  # fmt: skip
+        detected = self.streaks["verdict"] >= s.confirm or bool(flags and decisive / len(flags) >= s.min_share)
         rows = min(self.rows, self.settings.max_rows)
         return Verdict(rows, results, flags, zero, shares["verdict"], detected, dict(self.streaks))

@@ -5,8 +5,9 @@ import socket
 
 # Listening ports are drawn below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999
 # here). A port the kernel handed out by bind(0) can come back as the local end of one of this process's
-# own outgoing connections (requests, Kafka clients) before the stack binds it: CI once saw `make up`
-# refuse the exporter's port as "held by pytest". Ports in this band are never handed out that way.
+# own outgoing connections (requests, Kafka clients) before the stack binds it; ports in this band are
+# never handed out that way. (The "held by pytest" that CI saw twice was another thing: a closing socket
+# with no owner, which processes.listeners took for the caller; see stack.check_ports.)
 PORT_BAND = range(20000, 32000)
 
 

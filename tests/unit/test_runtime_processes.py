@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -112,3 +113,16 @@ def test_a_process_started_elsewhere_knows_the_project(stack, tmp_path, monkeypa
         time.sleep(0.1)
     processes.stop(stack, "child")
     assert log.read_text().strip() == str(stack.project) == str(REPO_ROOT)
+
+
+def test_a_listening_socket_with_no_known_owner_is_unknown_not_the_caller(monkeypatch):
+    """psutil gives pid None for a socket it cannot map to a process (one being closed); psutil.Process(None)
+    would be the calling process, which CI once reported as "held by pytest"."""
+
+    def conn(port, pid):
+        return SimpleNamespace(status=psutil.CONN_LISTEN, laddr=SimpleNamespace(ip="127.0.0.1", port=port), pid=pid)
+
+    conns = [conn(30714, None), conn(30715, os.getpid())]
+    monkeypatch.setattr(psutil, "net_connections", lambda kind: conns)
+    taken = processes.listeners([30714, 30715, 30716])
+    assert taken[30714] is None and taken[30715].pid == os.getpid() and 30716 not in taken

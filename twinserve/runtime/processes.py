@@ -257,8 +257,9 @@ def listeners(ports: Iterable[int]) -> dict[int, psutil.Process | None]:
     for conn in psutil.net_connections(kind="inet"):
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in wanted:
             proc = None
-            with contextlib.suppress(psutil.Error, TypeError):
-                proc = psutil.Process(conn.pid)
+            if conn.pid is not None:  # psutil.Process(None) is the calling process, not "unknown"
+                with contextlib.suppress(psutil.Error):
+                    proc = psutil.Process(conn.pid)
             taken.setdefault(conn.laddr.port, proc)
     return taken
 

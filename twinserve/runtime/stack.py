@@ -11,6 +11,7 @@ exits non-zero, leaving Nginx and TorchServe as they are.
 """
 
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,10 +86,20 @@ def _check_prerequisites(stack: Stack) -> None:
         raise ConfigError("logrotate not found; run `make up` (it installs the Debian packages)")
 
 
-def check_ports(stack: Stack, missing: list[Part]) -> None:
-    """Refuse, naming the holder, if a process holds a port that a part about to start needs."""
+def check_ports(stack: Stack, missing: list[Part], settle_s: float = 5.0) -> None:
+    """Refuse, naming the holder, if a process holds a port that a part about to start needs.
+
+    A listening socket that no process owns is one being closed (a part just stopped, its
+    socket not yet gone): it gets `settle_s` seconds to go before it counts as taken. CI
+    once refused the exporter's port as "held by pytest" for such a socket: psutil gives no
+    pid for it, and psutil.Process(None) is the calling process (processes.listeners)."""
     wanted = {port: part.name for part in missing for port in part.ports}
-    for port, proc in sorted(processes.listeners(wanted).items()):
+    deadline = time.monotonic() + settle_s
+    taken = processes.listeners(wanted)
+    while any(proc is None for proc in taken.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        taken = processes.listeners(wanted)
+    for port, proc in sorted(taken.items()):
         who = processes.describe(proc) if proc else "a process this user cannot see"
         if proc and processes.belongs(stack, proc):
             fix = "it is left over from this stack: `make down` stops it"

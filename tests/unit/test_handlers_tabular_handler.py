@@ -170,7 +170,11 @@ def test_a_batch_of_only_bad_requests(handler, context):
 
 
 def test_answers_do_not_depend_on_batch_size(handler, context):
-    """docs/architecture.md's promise: the same input gets the same bytes back whichever requests share its batch."""
+    """docs/architecture.md's promise: the same input gets the same bytes back whichever requests share its batch.
+
+    Exact although the batch size changes the kernels: the handler scores in float64 and answers in
+    float32, so a difference in float64's last bits changes the answer only if it straddles a float32
+    rounding boundary (about 2**-29 per value; the fixed inputs here do not)."""
     alone = run_batch(handler, context, [{"data": GOOD}])[0][2]
     crowded = run_batch(handler, context, [{"data": [[i / 7, -i / 3] for i in range(64)]}] * 10 + [{"data": GOOD}])
     assert crowded[-1][2] == alone

@@ -48,6 +48,7 @@ def test_same_seed_gives_identical_weights(tmp_path):
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
+    # exact: the same seeded training, run twice in one process with the same threads
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
 

@@ -42,6 +42,7 @@ def test_embeddings_and_the_head_are_bit_identical_for_a_seed(model, tok):
     x, y, _, _ = TRAIN.split(texts, labels, sources)
     x, y = x[:160], y[:160]
     first = TRAIN.embed(model, tok, x)
+    # exact throughout: the same function on the same inputs in one process takes the same kernels
     assert torch.equal(first, TRAIN.embed(model, tok, x))
     heads = []
     for _ in range(2):
@@ -50,7 +51,7 @@ def test_embeddings_and_the_head_are_bit_identical_for_a_seed(model, tok):
     assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
     assert not torch.equal(heads[0]["weight"], torch.zeros_like(heads[0]["weight"]))
     # the two logits are one logistic regression's -z/2 and z/2
-    assert torch.equal(heads[0]["weight"][0], -heads[0]["weight"][1])
+    assert torch.equal(heads[0]["weight"][0], -heads[0]["weight"][1])  # exact: one row is the other negated
 
 
 def test_the_baseline_is_deterministic_for_a_seed():

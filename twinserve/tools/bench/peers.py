@@ -7,8 +7,8 @@ Every peer serves the weights of the archive twinserve serves in production:
     the workshop's TorchServe had no tokens);
   - FastAPI + uvicorn with 2 workers, per model kind (FASTAPI_PEERS): for tabular
     models as FastAPI's tutorials write it and tuned with twinserve's codec
-    (fastapi_peer.py); for image and text models as their tutorials write them
-    (fastapi_image_peer.py; fastapi_text_peer.py, with sentence-transformers).
+    (peers/fastapi_peer.py); for image and text models as their tutorials write them
+    (peers/fastapi_image_peer.py; peers/fastapi_text_peer.py, with sentence-transformers).
 The default TorchServe peer runs the model's twinserve handler without twinserve's
 tuning (batching, worker settings, the fast worker codec).
 """
@@ -155,7 +155,7 @@ def default_torchserve(archive: Path, workdir: Path):
         yield url
 
 
-# The FastAPI peer of each model kind: (module under twinserve/tools/bench, its apps). A kind without one
+# The FastAPI peer of each model kind: (its app module in the project's peers/, its apps). A kind without one
 # is measured against TorchServe's default configuration only.
 FASTAPI_PEERS = {
     "tabular": ("fastapi_peer", ("workshop", "tuned")),
@@ -177,12 +177,13 @@ def fastapi_uvicorn(archive: Path, workdir: Path, app: str, workers: int = 2):
         raise ServiceError(f"no FastAPI app {app!r} for {settings.handler} models; expected one of {list(apps)}")
     model_dir = unpack_model(archive, workdir / "model")
     (port,) = free_ports(1)
-    argv = [sys.executable, "-m", "uvicorn", f"twinserve.tools.bench.{module}:{app}", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    argv = [sys.executable, "-m", "uvicorn", f"{module}:{app}", "--app-dir", str(project_dir() / "peers"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+            "--log-level", "warning", "--no-access-log"]  # fmt: skip
     env = {
         "TWINSERVE_PEER_MODEL_DIR": str(model_dir),
         "TWINSERVE_PEER_MODEL_NAME": meta["model_name"],
-        "PYTHONPATH": str(project_dir() / "handlers"),  # twinserve itself: this interpreter's install
+        "PYTHONPATH": str(project_dir() / "handlers"),  # the codecs; twinserve itself: this interpreter's install
         "OMP_NUM_THREADS": "1",
         "HF_HUB_OFFLINE": "1",  # sentence-transformers reads the encoder from the package's folder only
         "TOKENIZERS_PARALLELISM": "false",

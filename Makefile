@@ -61,7 +61,7 @@ drift-demo: install  ## simulator: 1,000 inputs, x1 shifted by 1 std after 400 (
 drift-eval: install  ## drift detectors and Evidently's preset on 3 models' streams with known changes: false alarms, delays (~7 min, 2 cores)
 	nice -n 10 $(PY) -m twinserve drift-eval
 
-.PHONY: render-compose compose-config images test-compose
+.PHONY: render-compose compose-config images test-compose k8s-validate
 
 images: install  ## build the compose stack's images from Debian bookworm, no registry needed (BASE_IMAGE=...)
 	$(PY) -m twinserve images $(if $(BASE_IMAGE),--base "$(BASE_IMAGE)")
@@ -75,6 +75,9 @@ render-compose: install  ## render compose/rendered/ from config/stack.compose.y
 compose-config: install  ## docker-compose config: validate docker-compose.yml and each of its profiles (no engine needed)
 	docker-compose config -q
 	for profile in $$(docker-compose config --profiles); do docker-compose --profile $$profile config -q || exit 1; done
+
+k8s-validate: install  ## deploy/kubernetes/: base current, each overlay built by kubectl kustomize, every object checked by kubernetes-validate --strict (offline)
+	@$(PY) -m twinserve.kube validate
 
 pipeline: install  ## ship MODEL (VERSION, SEED, APPROVE=1): test, train, archive, staging, gates, promote, bake (needs make up)
 	@python3 -I twinserve/doorway.py pipeline run --model-dir "$(or $(MODEL),models/regressor)" \

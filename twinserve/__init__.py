@@ -11,6 +11,7 @@ with import-linter, contracts in pyproject.toml):
     release            deploy to staging, smoke-test, promote, roll back
     observe            the control plane's exporter and the alert receiver
     compose            the same stack in containers: rendered configs, images, container entry points
+    kube               the same stack on Kubernetes, on paper: manifests rendered from the stack, validated offline
     pipeline           a model version from training to production, with gates
     cli                `twinserve <verb>`: every user command, one module per verb (the top: it also runs the tools)
 

@@ -7,12 +7,15 @@ are all schema-valid and all broken."""
 
 import re
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.checkout import REPO_ROOT
 from tests.unit.kube_project import built, project_copy
+from twinserve.compose.configs import NGINX_DIR
 from twinserve.errors import ConfigError
 from twinserve.kube import render
 from twinserve.kube.render import BASE_DIR, KUBE_STACK, LOAD_METRIC, load, rendered, write_rendered
@@ -310,3 +313,30 @@ def test_the_base_builds_without_the_checkout(tmp_path):
     """kustomize loads nothing from outside deploy/kubernetes/ (its default load restrictions)."""
     shutil.copytree(REPO_ROOT / "deploy", tmp_path / "deploy")
     assert len(built(tmp_path / BASE_DIR)) == len(BUILDS[str(BASE_DIR)])
+
+
+NGINX_MODULES = Path("/usr/share/nginx/modules")
+
+
+@pytest.mark.skipif(
+    shutil.which("nginx") is None or not (NGINX_MODULES / "ngx_http_lua_module.so").is_file(),
+    reason="nginx with Lua not installed (make install)",
+)
+def test_the_edge_conf_passes_nginx_t_with_debian_s_nginx(tmp_path):
+    """The image's Nginx is Debian's 1.22: keepalive_time must be a directive it knows in an upstream.
+    The container paths move under tmp_path and the colours' Service names resolve to loopback."""
+    conf = base("ConfigMap", "edge-nginx")["data"]["nginx.conf"]
+    conf = conf.replace(str(STACK.var_dir), str(tmp_path)).replace(NGINX_DIR, str(REPO_ROOT / "nginx"))
+    for colour in STACK.colours:
+        conf = conf.replace(f"server torchserve-{colour}:", "server 127.0.0.1:")
+    for d in ("nginx/tmp", "logs", "state"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "nginx.conf").write_text(conf)
+    check = [shutil.which("nginx"), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")]
+    result = subprocess.run([*check, "-e", str(tmp_path / "logs" / "error.log")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    broken = tmp_path / "broken.conf"  # the same check refuses a directive Nginx does not know there
+    broken.write_text(conf.replace("keepalive_time 10s;", "keepalive_lifetime 10s;", 1))
+    result = subprocess.run([*check[:-1], str(broken), "-e", str(tmp_path / "logs" / "error.log")],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode != 0 and 'unknown directive "keepalive_lifetime"' in result.stderr

@@ -61,7 +61,7 @@ drift-demo: install  ## simulator: 1,000 inputs, x1 shifted by 1 std after 400 (
 drift-eval: install  ## drift detectors and Evidently's preset on 3 models' streams with known changes: false alarms, delays (~7 min, 2 cores)
 	nice -n 10 $(PY) -m twinserve drift-eval
 
-.PHONY: render-compose compose-config images test-compose k8s-validate
+.PHONY: render-compose render-kube compose-config images test-compose k8s-validate
 
 images: install  ## build the compose stack's images from Debian bookworm, no registry needed (BASE_IMAGE=...)
 	$(PY) -m twinserve images $(if $(BASE_IMAGE),--base "$(BASE_IMAGE)")
@@ -76,8 +76,11 @@ compose-config: install  ## docker-compose config: validate docker-compose.yml a
 	docker-compose config -q
 	for profile in $$(docker-compose config --profiles); do docker-compose --profile $$profile config -q || exit 1; done
 
+render-kube: install  ## render deploy/kubernetes/base/ from config/stack.kube.yaml (a unit test fails when stale)
+	@$(PY) -m twinserve render-kube
+
 k8s-validate: install  ## deploy/kubernetes/: base current, each overlay built by kubectl kustomize, every object checked by kubernetes-validate --strict (offline)
-	@$(PY) -m twinserve.kube validate
+	@$(PY) -m twinserve k8s-validate
 
 pipeline: install  ## ship MODEL (VERSION, SEED, APPROVE=1): test, train, archive, staging, gates, promote, bake (needs make up)
 	@python3 -I twinserve/doorway.py pipeline run --model-dir "$(or $(MODEL),models/regressor)" \

@@ -28,9 +28,9 @@ BUILDS = {str(d.relative_to(REPO_ROOT)): built(d) for d in kustomizations(REPO_R
 
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_committed_files_are_current(name):
-    """Fails after a stack or template change until `python -m twinserve.kube render` is run and committed."""
+    """Fails after a stack or template change until `twinserve render-kube` is run and committed."""
     assert (REPO_ROOT / BASE_DIR / name).read_text() == FILES[name], (
-        f"{BASE_DIR}/{name} is stale: python -m twinserve.kube render"
+        f"{BASE_DIR}/{name} is stale: twinserve render-kube"
     )
 
 

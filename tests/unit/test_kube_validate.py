@@ -44,7 +44,7 @@ def overlay(project, name: str, text: str):
 def test_a_stale_base_fails_naming_the_file_and_the_fix(project):
     edge = project / BASE_DIR / "edge.yaml"
     edge.write_text(edge.read_text().replace("keepalive_time 10s", "keepalive_time 99s"))
-    with pytest.raises(CheckFailed, match=r"base is stale \(edge.yaml\): run `python -m twinserve.kube render`"):
+    with pytest.raises(CheckFailed, match=r"base is stale \(edge.yaml\): run `twinserve render-kube`"):
         validate_all(project)
 
 
@@ -97,7 +97,7 @@ def test_an_empty_build_fails():
 
 def test_make_k8s_validate_runs_this_module():
     makefile = (REPO_ROOT / "Makefile").read_text()
-    assert "\nk8s-validate: install" in makefile and "\t@$(PY) -m twinserve.kube validate\n" in makefile
+    assert "\nk8s-validate: install" in makefile and "\t@$(PY) -m twinserve k8s-validate\n" in makefile
     ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
     assert ci.index("make k8s-validate") == ci.index("make lint") + 1
 

@@ -53,6 +53,8 @@ VERBS = {  # verb: its module in twinserve/cli/, in the order --help lists them
     "drift-demo": "drift_demo",
     "drift-eval": "drift_eval",
     "render-compose": "render_compose",
+    "render-kube": "render_kube",
+    "k8s-validate": "k8s_validate",
     "images": "images",
     "serve": "serve",
     "container": "container",

@@ -12,7 +12,7 @@ signal; Nginx is the edge (the compose image and its rendered config, with a bou
 lifetime so that connections follow the Service's endpoints); compose's networks become
 NetworkPolicies; its named volumes PersistentVolumeClaims.
 
-    python -m twinserve.kube render
+    twinserve render-kube
 """
 
 import re
@@ -29,7 +29,7 @@ from twinserve.settings import Stack, _section, project_dir, read_raw
 
 KUBE_STACK = Path("config", "stack.kube.yaml")  # in the project directory
 BASE_DIR = Path("deploy", "kubernetes", "base")
-HEADER = "# Rendered by `python -m twinserve.kube render` from {source}; do not edit.\n"
+HEADER = "# Rendered by `twinserve render-kube` from {source}; do not edit.\n"
 PART_OF = {"app.kubernetes.io/part-of": "twinserve"}
 COLOUR_LABEL = "twinserve.io/colour"
 NGINX_CONF_DIR = "/etc/twinserve/kube"  # where the edge mounts its ConfigMap (the image's own conf stays unused)

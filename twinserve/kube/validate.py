@@ -39,7 +39,7 @@ def check_current(project: Path) -> str:
     stale = sorted(n for n, text in rendered(stack, compose, kube).items()
                    if not (base / n).is_file() or (base / n).read_text() != text)  # fmt: skip
     if stale:
-        raise CheckFailed(f"{BASE_DIR} is stale ({', '.join(stale)}): run `python -m twinserve.kube render`")
+        raise CheckFailed(f"{BASE_DIR} is stale ({', '.join(stale)}): run `twinserve render-kube`")
     return f"{BASE_DIR}: current with config/stack.kube.yaml"
 
 

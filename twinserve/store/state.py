@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from twinserve.errors import ConfigError, PreflightError
+from twinserve.routes import route_for
 from twinserve.settings import Stack
 
 
@@ -53,7 +54,7 @@ def legacy_production_file(stack: Stack) -> Path:
 
 def _fix(stack: Stack, model: str) -> str:
     return (
-        f"write the colour that should serve /predict/{model} ({' or '.join(stack.colour_names)}) into it, "
+        f"write the colour that should serve {route_for(model)} ({' or '.join(stack.colour_names)}) into it, "
         "then `make up`"
     )
 

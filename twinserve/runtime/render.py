@@ -15,7 +15,7 @@ from twinserve.errors import ConfigError
 from twinserve.routes import Route, route_for
 from twinserve.routes import routes as stack_routes
 from twinserve.settings import Stack, parse_size
-from twinserve.store.state import admin_token_file, legacy_production_file, production_file
+from twinserve.store.state import admin_token_file, production_file
 
 NGINX_TEMPLATE = Path("nginx", "nginx.conf.j2")
 NGINX_LUA = Path("nginx", "lua")  # the switch and the metrics, loaded by the rendered nginx.conf
@@ -104,7 +104,6 @@ def nginx_lua_config(stack: Stack) -> dict:
         "models": list(stack.models),
         "default_model": stack.default,
         "production_files": {m: str(production_file(stack, m)) for m in stack.models},
-        "legacy_production_file": str(legacy_production_file(stack)),
         "token_file": str(admin_token_file(stack)),
         # TorchServe's key files; the master reads them at start, the control plane publishes new ones.
         "key_files": {c: str(stack.key_file(c)) for c in stack.colours} if stack.torchserve.token_auth else {},

@@ -15,20 +15,6 @@ from twinserve.store import state
 RAW = yaml.safe_load(DEFAULT_STACK.read_text())
 
 
-@pytest.fixture
-def stack_file(tmp_path):
-    raw = copy.deepcopy(RAW)
-    raw["var_dir"], raw["state_dir"] = str(tmp_path / "var"), str(tmp_path / "var" / "state")
-    path = tmp_path / "stack.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
-@pytest.fixture
-def stack(stack_file):
-    return load_stack(stack_file)
-
-
 def test_a_new_install_gets_the_first_colour_once(stack):
     assert not state.production_file(stack).exists()
     with pytest.raises(ConfigError, match="never set up; run `make up`"):

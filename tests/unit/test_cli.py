@@ -1,6 +1,5 @@
 """twinserve/cli/: the registry of verbs, the one error handler, and what the verbs start."""
 
-import copy
 import re
 from pathlib import Path
 
@@ -22,19 +21,9 @@ from twinserve.errors import (
     TwinserveError,
     UsageError,
 )
-from twinserve.settings import load_stack
 from twinserve.store.state import exclusive
 
 RAW = yaml.safe_load(DEFAULT_STACK.read_text())
-
-
-@pytest.fixture
-def stack(tmp_path):
-    raw = copy.deepcopy(RAW)
-    raw["var_dir"], raw["state_dir"] = str(tmp_path / "var"), str(tmp_path / "var" / "state")
-    path = tmp_path / "stack.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return load_stack(path)
 
 
 # --- the registry ---------------------------------------------------------------

@@ -59,7 +59,7 @@ def test_compose_nginx_listens_inside_the_network_with_debian_s_lua_module():
     admin = conf[conf.index(f"listen 0.0.0.0:{STACK.nginx.admin_port};") :]
     allowed = re.findall(r"allow (\S+);", admin[: admin.index("deny all;")])
     assert allowed == ["127.0.0.0/8", "::1", *(SETTINGS.networks[n] for n in SETTINGS.admin_networks)]
-    assert f'production_file = "{STACK.state_dir / "production"}"' in conf
+    assert f'{STACK.default} = "{STACK.state_dir / f"production.{STACK.default}"}"' in conf
     assert f'lua_package_path "{NGINX_DIR}/lua/?.lua;;";' in conf
 
 

@@ -130,18 +130,18 @@ ngx.shared.t = shared
 """
 
 
-def switch_init(tmp_path, files: dict[str, str | None], legacy: str | None = None) -> dict:
+def switch_init(tmp_path, files: dict[str, str | None], retired: str | None = None) -> dict:
     """Run switch.init on state files; returns {model: colour or the problem}."""
     paths = {}
     for model, text in files.items():
         paths[model] = str(tmp_path / f"production.{model}")
         if text is not None:
             (tmp_path / f"production.{model}").write_text(text)
-    if legacy is not None:
-        (tmp_path / "production").write_text(legacy)
+    if retired is not None:  # the single-model file of a state dir from before several models
+        (tmp_path / "production").write_text(retired)
     cfg = {
         "dict": "t", "colours": ["blue", "green"], "models": list(files), "default_model": next(iter(files)),
-        "production_files": paths, "legacy_production_file": str(tmp_path / "production"),
+        "production_files": paths,
         "token_file": str(tmp_path / "none"), "key_files": {},
     }  # fmt: skip
     out = lua(
@@ -159,9 +159,10 @@ def test_nginx_keeps_one_colour_per_model_and_one_bad_file_is_that_model_s_only(
     assert got["text"].startswith(f"{tmp_path}/production.text is missing")
 
 
-def test_nginx_reads_the_single_model_file_as_the_default_model_s(tmp_path):
-    got = switch_init(tmp_path, {"regressor": None, "digits": "blue\n"}, legacy="green\n")
-    assert got == {"regressor": "green", "digits": "blue"}
+def test_nginx_never_reads_the_retired_single_model_file(tmp_path):
+    got = switch_init(tmp_path, {"regressor": None, "digits": "blue\n"}, retired="green\n")
+    assert got["regressor"].startswith(f"{tmp_path}/production.regressor is missing")
+    assert got["digits"] == "blue"
 
 
 def test_a_cache_entry_answers_only_the_request_it_was_made_for():

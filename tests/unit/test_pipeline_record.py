@@ -2,14 +2,8 @@
 
 import pytest
 
-from tests.unit.stacks import tmp_stack
 from twinserve.errors import ConfigError
 from twinserve.pipeline import record as records
-
-
-@pytest.fixture
-def stack(tmp_path):
-    return tmp_stack(tmp_path)
 
 
 def test_records_are_saved_loaded_and_listed(stack, tmp_path):

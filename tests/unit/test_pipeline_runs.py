@@ -2,17 +2,11 @@
 
 import pytest
 
-from tests.unit.stacks import tmp_stack
 from twinserve.cli import main
 from twinserve.errors import ConfigError
 from twinserve.pipeline import record as records
 from twinserve.pipeline.runs import run_stage
 from twinserve.pipeline.steps import Context
-
-
-@pytest.fixture
-def stack(tmp_path):
-    return tmp_stack(tmp_path)
 
 
 def test_stages_run_only_in_order_and_skipping_is_for_test_and_train_only(stack, tmp_path):

@@ -4,20 +4,10 @@ import shutil
 import subprocess
 
 import pytest
-import yaml
 
-from tests.checkout import DEFAULT_STACK
 from twinserve.runtime import logrotate
 from twinserve.runtime import stack as stack_mod
 from twinserve.runtime.supervisor import SUPERVISOR
-from twinserve.settings import parse_stack
-
-
-@pytest.fixture
-def stack(tmp_path):
-    raw = yaml.safe_load(DEFAULT_STACK.read_text())
-    raw["var_dir"], raw["state_dir"] = str(tmp_path / "var"), str(tmp_path / "state")
-    return parse_stack(raw, tmp_path / "stack.yaml")
 
 
 def test_logrotate_config_bounds_every_log_of_the_stack(stack):

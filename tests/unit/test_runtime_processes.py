@@ -9,19 +9,9 @@ import time
 from types import SimpleNamespace
 
 import psutil
-import pytest
-import yaml
 
-from tests.checkout import DEFAULT_STACK, REPO_ROOT
+from tests.checkout import REPO_ROOT
 from twinserve.runtime import processes
-from twinserve.settings import parse_stack
-
-
-@pytest.fixture
-def stack(tmp_path):
-    raw = yaml.safe_load(DEFAULT_STACK.read_text())
-    raw["var_dir"], raw["state_dir"] = str(tmp_path / "var"), str(tmp_path / "state")
-    return parse_stack(raw, tmp_path / "stack.yaml")
 
 
 def start_shell(stack, name, script):

@@ -47,7 +47,7 @@ def test_nginx_listens_and_proxies_on_the_stack_ports(stack):
     assert "proxy_pass http://$colour/predictions/regressor;" in text
     for model in stack.models:
         assert f'{model} = "{stack.state_dir / f"production.{model}"}"' in text
-    assert f'legacy_production_file = "{stack.state_dir / "production"}"' in text
+    assert "legacy_production_file" not in text  # the retired single-model file: never read
     assert f'token_file = "{stack.state_dir / "admin-token"}"' in text
     assert f"pid {stack.var_dir / 'nginx' / 'nginx.pid'};" in text
 

@@ -4,19 +4,9 @@ import os
 import socket
 
 import pytest
-import yaml
 
-from tests.checkout import DEFAULT_STACK
 from twinserve.errors import ServiceError
 from twinserve.runtime import stack as stack_mod
-from twinserve.settings import parse_stack
-
-
-@pytest.fixture
-def stack(tmp_path):
-    raw = yaml.safe_load(DEFAULT_STACK.read_text())
-    raw["var_dir"], raw["state_dir"] = str(tmp_path / "var"), str(tmp_path / "state")
-    return parse_stack(raw, tmp_path / "stack.yaml")
 
 
 def test_up_names_a_foreign_process_holding_a_port_and_starts_nothing(stack):

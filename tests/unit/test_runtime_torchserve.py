@@ -1,25 +1,13 @@
 """twinserve/runtime/torchserve.py without a server: the command line of a colour, the reading of TorchServe 0.12's
 key_file.json, and the management client's retry of an interrupted DELETE."""
 
-import copy
 import json
 
 import pytest
-import yaml
 
-from tests.checkout import DEFAULT_STACK, REPO_ROOT
+from tests.checkout import REPO_ROOT
 from twinserve.errors import ServiceError
 from twinserve.runtime import torchserve
-from twinserve.settings import parse_stack
-
-RAW = yaml.safe_load(DEFAULT_STACK.read_text())
-
-
-@pytest.fixture
-def stack(tmp_path):
-    raw = copy.deepcopy(RAW)
-    raw["var_dir"], raw["state_dir"] = str(tmp_path / "var"), str(tmp_path / "state")
-    return parse_stack(raw, tmp_path / "stack.yaml")
 
 
 def write_keys(stack, colour, data):

@@ -15,20 +15,6 @@ from twinserve.store import state
 RAW = yaml.safe_load(DEFAULT_STACK.read_text())
 
 
-@pytest.fixture
-def stack_file(tmp_path):
-    raw = copy.deepcopy(RAW)
-    raw["var_dir"], raw["state_dir"] = str(tmp_path / "var"), str(tmp_path / "var" / "state")
-    path = tmp_path / "stack.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
-@pytest.fixture
-def stack(stack_file):
-    return load_stack(stack_file)
-
-
 def test_a_new_install_gets_the_first_colour_once(stack):
     assert not state.production_file(stack).exists()
     with pytest.raises(ConfigError, match="never set up; run `make up`"):
@@ -231,29 +217,33 @@ def test_an_unknown_model_is_refused_listing_the_models(stack):
         state.write_production(stack, "green", "nope")
 
 
-def test_the_single_model_file_is_read_as_the_default_model_s_then_moved(stack):
-    """A state dir from before several models: `production` holds the one colour."""
+def files_of(stack) -> dict[str, bytes]:
+    """The state dir's files and their bytes; a change's empty .lock is not state (state.is_new)."""
+    return {p.name: p.read_bytes() for p in sorted(stack.state_dir.iterdir()) if not p.name.startswith(".")}
+
+
+@pytest.mark.parametrize("own_file", [False, True])
+def test_the_retired_single_model_file_is_refused_and_nothing_changes(stack, own_file):
+    """A state dir from before several models (`production` holds the one colour): every read of a
+    colour and `make up` refuse in one line saying what the file is and what to do, writing nothing."""
     state.initialise(stack)
-    for model in stack.models:
-        state.production_file(stack, model).unlink()
     state.record_deployment(stack, "green", "regressor", "1.1")
-    state.legacy_production_file(stack).write_text("green\n")
+    if not own_file:
+        state.production_file(stack).unlink()
+    state.retired_production_file(stack).write_text("green\n")
+    before = files_of(stack)
+    refused = (
+        r"state/production is the single-model state file of an older twinserve, no longer read; "
+        r"move it to .*production\.regressor"
+    )
+    for call in (state.initialise, state.read_production, lambda s: state.read_production(s, "digits")):
+        with pytest.raises(ConfigError, match=refused) as caught:
+            call(stack)
+        assert "\n" not in str(caught.value)
+    assert all(isinstance(v, ConfigError) for v in state.read_productions(stack).values())
+    assert files_of(stack) == before
+    state.retired_production_file(stack).rename(state.production_file(stack))  # what the message says to do
     assert state.read_production(stack) == "green"
-    written = state.initialise(stack)
-    # digits and sentiment were never deployed (both colours serve their stack versions): the first colour.
-    assert written == [str(state.production_file(stack, m)) for m in ("regressor", "digits", "sentiment")]
-    assert not state.legacy_production_file(stack).exists()
-    assert state.read_productions(stack) == {"regressor": "green", "digits": "blue", "sentiment": "blue"}
-
-
-def test_a_bad_single_model_file_is_left_for_a_human(stack):
-    state.initialise(stack)
-    state.production_file(stack).unlink()
-    state.record_deployment(stack, "green", "regressor", "1.1")
-    state.legacy_production_file(stack).write_text("purple\n")
-    assert state.initialise(stack) == []
-    with pytest.raises(ConfigError, match=r"state/production says 'purple'"):
-        state.read_production(stack)
 
 
 def test_a_deployed_model_that_lost_its_file_gets_no_colour_but_the_others_keep_theirs(stack):
@@ -285,3 +275,18 @@ def test_a_locked_stack_refuses_the_cli_with_one_line(stack_file, capsys):
         assert main(["--stack", str(stack_file), "swap"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("twinserve swap: error: pipeline run r1 (pid ") and "\n" not in err
+
+
+@pytest.mark.parametrize("verb", [["which"], ["up"], ["swap", "digits"]])
+def test_commands_on_the_retired_file_say_one_line_and_exit_non_zero(stack_file, capsys, verb):
+    from twinserve.cli import main
+
+    stack = load_stack(stack_file)
+    state.initialise(stack)
+    state.production_file(stack).unlink()
+    state.retired_production_file(stack).write_text("blue\n")
+    before = files_of(stack)
+    assert main(["--stack", str(stack_file), *verb]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "single-model state file of an older twinserve" in err and "\n" not in err
+    assert files_of(stack) == before

@@ -19,6 +19,7 @@ def arguments(parser) -> None:
 def run(args) -> None:
     from twinserve.errors import CheckFailed
     from twinserve.release import promote
+    from twinserve.routes import route_for
     from twinserve.settings import load_stack
     from twinserve.tools.swapcheck import swaps_under_load
 
@@ -29,7 +30,7 @@ def run(args) -> None:
     result = swaps_under_load(stack, args.swaps, args.deploy, args.connections, model=model)
     print(f"{model}: swaps: {result.swaps}   deploy: {result.deployed or 'none'}")
     for name, r in result.reports.items():
-        print(f"wrk keep-alive on /predict/{name}: {r.requests} requests in {r.seconds:.1f}s; "
+        print(f"wrk keep-alive on {route_for(name)}: {r.requests} requests in {r.seconds:.1f}s; "
               f"socket errors: {r.socket_errors}   non-2xx: {r.non_2xx}   "
               f"p50 {r.p50_ms:.1f} ms   p99 {r.p99_ms:.1f} ms")  # fmt: skip
     print("other models' colours: " + ("; ".join(result.others_moved) or "unchanged"))

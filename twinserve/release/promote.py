@@ -13,15 +13,16 @@ import requests
 from twinserve.errors import PreflightError, ServiceError, TwinserveError
 from twinserve.release.clients import LIVE, Clients
 from twinserve.release.smoke import rule_of
+from twinserve.routes import route_for
 from twinserve.runtime.torchserve import Management
 from twinserve.settings import Stack
 from twinserve.store.archives import archive_for
 from twinserve.store.state import read_production, write_production
 
 
-def route(stack: Stack, model: str, test: bool = False) -> str:
-    """The URL of `model`'s production route (or, with test, its staging route) through Nginx."""
-    return f"{stack.nginx.url}{'/test' if test else ''}/predict/{model}"
+def route(stack: Stack, model: str, staging: bool = False) -> str:
+    """The URL of `model`'s production route (or, with staging, its staging route) through Nginx."""
+    return f"{stack.nginx.url}{route_for(model, staging=staging)}"
 
 
 def which(stack: Stack, model: str | None = None, *, clients: Clients = LIVE) -> str:
@@ -34,9 +35,9 @@ def which(stack: Stack, model: str | None = None, *, clients: Clients = LIVE) ->
     except TwinserveError:  # Nginx down, or no admin token yet: the state file is the answer
         return line
     if live is None:
-        line += f" (but nginx has no production colour and answers /predict/{model} with 503: run `make up`)"
+        line += f" (but nginx has no production colour and answers {route_for(model)} with 503: run `make up`)"
     elif live != colour:
-        line += f" (but nginx routes /predict/{model} to {live.upper()})"
+        line += f" (but nginx routes {route_for(model)} to {live.upper()})"
     return line
 
 
@@ -94,7 +95,7 @@ def switch_to(stack: Stack, target: str, model: str | None = None, *, clients: C
     previous = read_production(stack, model)
     if target == previous:
         raise PreflightError(f"{target} is already production of {model}")
-    preflight(stack, target, route(stack, model, test=True), model, clients=clients)
+    preflight(stack, target, route(stack, model, staging=True), model, clients=clients)
     write_production(stack, target, model)
     try:
         clients.switch.set_production(stack, target, model)

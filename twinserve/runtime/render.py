@@ -7,14 +7,15 @@ from the Stack, so none is written twice.
 """
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
 from twinserve.errors import ConfigError
+from twinserve.routes import Route, route_for
+from twinserve.routes import routes as stack_routes
 from twinserve.settings import Stack, parse_size
-from twinserve.store.state import admin_token_file, legacy_production_file, production_file
+from twinserve.store.state import admin_token_file, production_file
 
 NGINX_TEMPLATE = Path("nginx", "nginx.conf.j2")
 NGINX_LUA = Path("nginx", "lua")  # the switch and the metrics, loaded by the rendered nginx.conf
@@ -28,7 +29,11 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # 494 is Nginx's "request header too large", which it sends as 400.
 NGINX_ERRORS = {
     400: (400, "bad request: malformed HTTP (request line, Host, Content-Length or Transfer-Encoding)"),
-    404: (404, "not found; POST /predict/<model> or /test/predict/<model> (or /predict, /test/predict), GET /healthz"),
+    404: (
+        404,
+        f"not found; POST {route_for('<model>')} or {route_for('<model>', staging=True)} "
+        f"(or {route_for()}, {route_for(staging=True)}), GET /healthz",
+    ),
     405: (405, "method not allowed; use POST"),
     411: (411, "length required: send Content-Length"),
     413: (413, "request body too large"),  # the limit is added at render time
@@ -99,7 +104,6 @@ def nginx_lua_config(stack: Stack) -> dict:
         "models": list(stack.models),
         "default_model": stack.default,
         "production_files": {m: str(production_file(stack, m)) for m in stack.models},
-        "legacy_production_file": str(legacy_production_file(stack)),
         "token_file": str(admin_token_file(stack)),
         # TorchServe's key files; the master reads them at start, the control plane publishes new ones.
         "key_files": {c: str(stack.key_file(c)) for c in stack.colours} if stack.torchserve.token_auth else {},
@@ -111,27 +115,15 @@ def nginx_lua_config(stack: Stack) -> dict:
     }
 
 
-@dataclass(frozen=True)
-class Route:
-    """One public prediction route: its path, "production" or "test", and the model it serves."""
-
-    path: str
-    route: str
-    model: str
-
-
 def routes(stack: Stack) -> list[Route]:
-    """/predict/<model> and /test/predict/<model> for every model; /predict and /test/predict for the default."""
-    found = [Route("/predict", "production", stack.default), Route("/test/predict", "test", stack.default)]
-    for model in stack.models:
-        found += [Route(f"/predict/{model}", "production", model), Route(f"/test/predict/{model}", "test", model)]
-    return found
+    """The stack's public prediction routes, as twinserve/routes.py builds them."""
+    return stack_routes(stack.models, stack.default)
 
 
 def unknown_model_body(stack: Stack) -> str:
     """The JSON 404 of /predict/<a model this stack does not serve>."""
     models = list(stack.models)
-    return json.dumps({"error": f"unknown model; POST /predict/<model> with one of: {', '.join(models)}",
+    return json.dumps({"error": f"unknown model; POST {route_for('<model>')} with one of: {', '.join(models)}",
                        "models": models})  # fmt: skip
 
 

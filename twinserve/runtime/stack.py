@@ -19,6 +19,7 @@ from kafka.errors import KafkaError
 
 from twinserve.drift.topic import ensure_topic
 from twinserve.errors import ConfigError, ServiceError, TwinserveError
+from twinserve.routes import route_for
 from twinserve.runtime import monitoring, nginx, processes, torchserve
 from twinserve.settings import Stack
 from twinserve.store.archives import archive_for, ensure_archive
@@ -232,8 +233,8 @@ def status(stack: Stack) -> list[str]:
 def urls(stack: Stack) -> list[str]:
     base = stack.nginx.url
     return [
-        f"production  POST {base}/predict/<model>  ({', '.join(stack.models)}; /predict: {stack.default})",
-        f"staging     POST {base}/test/predict/<model>",
+        f"production  POST {base}{route_for('<model>')}  ({', '.join(stack.models)}; {route_for()}: {stack.default})",
+        f"staging     POST {base}{route_for('<model>', staging=True)}",
         f"health      GET  {base}/healthz",
         f"prometheus       http://127.0.0.1:{stack.monitoring.prometheus_port}",
         f"alertmanager     http://127.0.0.1:{stack.monitoring.alertmanager_port}",

@@ -7,9 +7,10 @@ Each model has its own production colour, in state_dir/production.<model>,
 validated on every read: a file that is missing, unreadable, not UTF-8 or
 names no known colour is an error for that model only, naming the file and
 the fix, never a default. Only a brand-new state dir (or a model no deploy has
-touched yet) gets a first colour, written by `make up` (initialise). The file
-of a stack from before several models (state_dir/production) is read as the
-default model's until it is moved to its own file.
+touched yet) gets a first colour, written by `make up` (initialise). The one
+file of a stack from before several models (state_dir/production) is no longer
+read: while it is there every read of a colour and `make up` refuse, saying
+what it is and what to do, and change nothing (retired_file_check).
 """
 
 import contextlib
@@ -21,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from twinserve.errors import ConfigError, PreflightError
+from twinserve.routes import route_for
 from twinserve.settings import Stack
 
 
@@ -45,34 +47,37 @@ def production_file(stack: Stack, model: str | None = None) -> Path:
     return stack.state_dir / f"production.{stack.model(model)}"
 
 
-def legacy_production_file(stack: Stack) -> Path:
-    """state_dir/production: the one colour of a stack from before there were several models.
-    Read as the default model's until initialise (`make up`) or a swap moves it to its own file."""
+def retired_production_file(stack: Stack) -> Path:
+    """state_dir/production: the one colour of a stack from before there were several models (retired)."""
     return stack.state_dir / "production"
+
+
+def retired_file_check(stack: Stack) -> None:
+    """Refuse a state dir that still holds the retired single-model file: a ConfigError saying what it
+    is and what to do. Why refuse rather than ignore it: that file may name the colour the default
+    model really serves, and guessing (either colour) could send its traffic to the wrong one."""
+    old = retired_production_file(stack)
+    if old.exists():
+        own = production_file(stack)
+        raise ConfigError(
+            f"{old} is the single-model state file of an older twinserve, no longer read; "
+            f"move it to {own} (`mv {old} {own}`), or delete it if {own.name} is already right, then retry"
+        )
 
 
 def _fix(stack: Stack, model: str) -> str:
     return (
-        f"write the colour that should serve /predict/{model} ({' or '.join(stack.colour_names)}) into it, "
+        f"write the colour that should serve {route_for(model)} ({' or '.join(stack.colour_names)}) into it, "
         "then `make up`"
     )
-
-
-def _file_of(stack: Stack, model: str) -> Path:
-    """Where `model`'s colour is read from: its own file, or for the default model the legacy file
-    while that is the only one there."""
-    path = production_file(stack, model)
-    legacy = legacy_production_file(stack)
-    if model == stack.default and not path.exists() and legacy.exists():
-        return legacy
-    return path
 
 
 def read_production(stack: Stack, model: str | None = None) -> str:
     """`model`'s production colour (default: the default model's), validated: any problem is a
     ConfigError naming the file and the fix. Another model's file never counts."""
     model = stack.model(model)
-    path = _file_of(stack, model)
+    retired_file_check(stack)
+    path = production_file(stack, model)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -103,14 +108,11 @@ def read_productions(stack: Stack) -> dict[str, str | ConfigError]:
 
 
 def write_production(stack: Stack, colour: str, model: str | None = None) -> None:
-    """Make `colour` `model`'s production colour on disk (one rename); the legacy single-model
-    file, if any, is retired once the default model has its own."""
+    """Make `colour` `model`'s production colour on disk (one rename)."""
     model = stack.model(model)
     if colour not in stack.colours:
         raise ConfigError(f"unknown colour {colour!r}; expected one of {stack.colour_names}")
     write_atomic(production_file(stack, model), colour + "\n")
-    if model == stack.default:
-        legacy_production_file(stack).unlink(missing_ok=True)
 
 
 def is_new(stack: Stack) -> bool:
@@ -130,24 +132,19 @@ def initialise(stack: Stack) -> list[str]:
     """What `make up` does first; returns the files it wrote.
 
     A new state dir gets the first colour as every model's production. In a state dir
-    already set up, the legacy single-model file becomes the default model's own (if valid),
-    and a model added to the stack since, which no deploy has touched (both colours serve
-    its stack version), gets the first colour. A model that was deployed and lost its file
-    is never given a colour: that is an error for a human to resolve (read_production).
+    already set up, a model added to the stack since, which no deploy has touched (both
+    colours serve its stack version), gets the first colour. A state dir holding the retired
+    single-model file is refused before anything is written (retired_file_check). A model that
+    was deployed and lost its file is never given a colour: that is an error for a human to
+    resolve (read_production).
     Every stack gets its admin token if it has none.
     """
+    retired_file_check(stack)
     written = []
     new = is_new(stack)
-    legacy = legacy_production_file(stack)
-    if not new and legacy.exists() and not production_file(stack).exists():
-        try:
-            write_production(stack, read_production(stack))
-            written.append(str(production_file(stack)))
-        except ConfigError:
-            pass  # left as it is: read_production says what is wrong with it
     fresh = set(stack.models) if new else _never_deployed(stack)
     for model in stack.models:
-        if model in fresh and not _file_of(stack, model).exists():
+        if model in fresh and not production_file(stack, model).exists():
             write_production(stack, stack.colour_names[0], model)
             written.append(str(production_file(stack, model)))
     if not admin_token_file(stack).exists():

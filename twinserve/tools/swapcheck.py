@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twinserve.release import deploy, promote
+from twinserve.routes import route_for
 from twinserve.runtime import nginx
 from twinserve.settings import Stack
 from twinserve.store.archives import archive_for
@@ -89,7 +90,7 @@ def swaps_under_load(
     moved: list[str] = []
     share = max(2, connections // len(stack.models))
     loads = {
-        m: WrkRun(f"{stack.nginx.url}/predict/{m}", share, body=bodies[m][0], content_type=bodies[m][1])
+        m: WrkRun(f"{stack.nginx.url}{route_for(m)}", share, body=bodies[m][0], content_type=bodies[m][1])
         for m in stack.models
     }
     deployed = None

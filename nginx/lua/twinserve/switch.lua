@@ -84,12 +84,6 @@ function M.init(cfg)
     for _, model in ipairs(cfg.models) do
         local path = cfg.production_files[model]
         local text = read_file(path)
-        if text == nil and model == cfg.default_model then  -- a state dir from before several models
-            local legacy = read_file(cfg.legacy_production_file)
-            if legacy ~= nil then
-                path, text = cfg.legacy_production_file, legacy
-            end
-        end
         local colour, problem = M.parse_state(text, path, cfg.colours)
         dict:set("production|" .. model, colour)
         dict:set("problem|" .. model, problem)

@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 
 from twinserve.errors import ConfigError
+from twinserve.routes import route_for
 from twinserve.settings import load_stack
 from twinserve.tools.bench import cores, write_report
 from twinserve.tools.wrk import WrkRun, repeating_script
@@ -53,7 +54,7 @@ def report(args) -> int:
     texts = corpus(stack, model)
     bodies = [json.dumps({"text": t}).encode() for t in texts]
     script = repeating_script(bodies[:REPEATED], bodies[REPEATED:], SHARE, "application/json")
-    url = f"{stack.nginx.url}/predict/{model}"
+    url = f"{stack.nginx.url}{route_for(model)}"
     setups = {"cache on": {}, "cache off (Cache-Control: no-cache)": {"Cache-Control": "no-cache"}}
     started = time.monotonic()
     for name, headers in setups.items():

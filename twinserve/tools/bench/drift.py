@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry
 from twinserve.drift.consumer import ConsumerSettings, DriftConsumer
 from twinserve.drift.messages import encode
 from twinserve.drift.topic import ensure_topic
+from twinserve.routes import predictions_path, route_for
 from twinserve.runtime.torchserve import authorization
 from twinserve.settings import Stack, load_stack
 from twinserve.store.archives import archive_for
@@ -207,7 +208,7 @@ def report(args) -> int:
     _, meta = archive_for(stack, model, version)
     started = time.monotonic()
 
-    direct = f"{stack.inference_url(production)}/predictions/{model}"
+    direct = f"{stack.inference_url(production)}{predictions_path(model)}"
     rows = []
     for conns in args.connections:
         print(f"A/B on {production}, {conns} connections ...", flush=True)
@@ -215,10 +216,12 @@ def report(args) -> int:
         on, off = ab_runs((direct, PRODUCTION_ROUTE | key), (direct, key), conns, args.pairs, args.seconds)
         rows.append(ab_row(f"{production} direct: route header on / off", conns, on, off))
         if deployed[staging].get(model) == version:
-            print(f"/predict vs /test/predict, {conns} connections ...", flush=True)
+            print(f"{route_for()} vs {route_for(staging=True)}, {conns} connections ...", flush=True)
             url = stack.nginx.url
-            on, off = ab_runs((f"{url}/predict", {}), (f"{url}/test/predict", {}), conns, args.pairs, args.seconds)
-            rows.append(ab_row("Nginx: /predict / /test/predict", conns, on, off))
+            on, off = ab_runs(
+                (f"{url}{route_for()}", {}), (f"{url}{route_for(staging=True)}", {}), conns, args.pairs, args.seconds
+            )
+            rows.append(ab_row(f"Nginx: {route_for()} / {route_for(staging=True)}", conns, on, off))
     if deployed[staging].get(model) != version:
         rows.append(f"| Nginx comparison skipped: staging serves {deployed[staging].get(model)}, not {version} |")
     print("publish call and consumer ...", flush=True)

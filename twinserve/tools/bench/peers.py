@@ -30,6 +30,7 @@ import yaml
 from archiver import build_archive, modelconfig, read_metadata
 from archiver.modelconfig import Payload
 from twinserve.errors import ServiceError
+from twinserve.routes import predictions_path
 from twinserve.runtime.torchserve import TORCHSERVE_BIN
 from twinserve.settings import project_dir
 
@@ -151,7 +152,7 @@ def default_torchserve(archive: Path, workdir: Path):
         "METRICS_LOCATION": str(workdir / "logs"),
     }
     probe = modelconfig.from_metadata(meta).samples[0]
-    with _process(argv, workdir, env, f"http://127.0.0.1:{inference}/predictions/{model}", probe) as url:
+    with _process(argv, workdir, env, f"http://127.0.0.1:{inference}{predictions_path(model)}", probe) as url:
         yield url
 
 
@@ -188,6 +189,6 @@ def fastapi_uvicorn(archive: Path, workdir: Path, app: str, workers: int = 2):
         "HF_HUB_OFFLINE": "1",  # sentence-transformers reads the encoder from the package's folder only
         "TOKENIZERS_PARALLELISM": "false",
     }
-    url = f"http://127.0.0.1:{port}/predictions/{meta['model_name']}"
+    url = f"http://127.0.0.1:{port}{predictions_path(meta['model_name'])}"
     with _process(argv, workdir, env, url, settings.samples[0]) as url:
         yield url

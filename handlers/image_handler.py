@@ -10,8 +10,6 @@ principal components (pc1..pck, with handler.drift_pca: drift_projection.py) and
 the model's confidence (its top class's probability: prediction drift).
 """
 
-import math
-
 import torch
 from image_codec import (
     DEFAULT_MAX_PIXELS,
@@ -21,7 +19,6 @@ from image_codec import (
     image_drift_row,
     parse_request,
 )
-from request_errors import ModelFault
 from twinserve_handler import TwinserveHandler
 
 
@@ -48,10 +45,12 @@ class ImageHandler(TwinserveHandler):
         pcs = self.projected()
         return list(zip(probs, pcs.tolist() if pcs is not None else [[]] * len(items), strict=True))
 
+    def scores(self, output) -> list[float]:
+        probs, _ = output
+        return probs
+
     def encode(self, item: Grid, output) -> str:
         probs, _ = output
-        if not all(map(math.isfinite, probs)):
-            raise ModelFault("gave a non-finite output")
         return format_prediction(probs)
 
     def drift_rows(self, item: Grid, output) -> list[list[float]]:

@@ -12,6 +12,7 @@ Rows of production requests (Nginx marks /predict) go to the drift publisher.
 A model kind subclasses TwinserveHandler and writes only what differs:
     decode(request) -> item          one request's input, or raise BadRequest
     predict(items) -> outputs        one output per item, in one forward pass
+    scores(output) -> floats         the numbers of an output that must be finite
     encode(item, output) -> str      the JSON answer, or raise ModelFault
     drift_rows(item, output) -> rows the watched features of this request
 Settings come from the archive's model-config.yaml `handler:` section
@@ -25,7 +26,9 @@ model's penultimate layer is projected on (drift_projection.py; pc1, pc2, ...).
 """
 
 import logging
+import math
 import os
+from collections.abc import Iterable
 
 import torch
 import ts_fastpath
@@ -161,11 +164,16 @@ class TwinserveHandler(BaseHandler):
         """
         raise NotImplementedError
 
+    def scores(self, output) -> Iterable[float]:
+        """The numbers of one request's output that its answer reports: the base refuses the answer
+        (that request's 500, ModelFault) if any is not finite, before encode() sees it."""
+        raise NotImplementedError
+
     def encode(self, item, output) -> str:
-        """The JSON answer to one request.
+        """The JSON answer to one request (its output's scores are finite).
 
         Raises:
-            ModelFault: the output cannot be an answer (for example it is not finite).
+            ModelFault: the output cannot be an answer.
         """
         raise NotImplementedError
 
@@ -205,6 +213,8 @@ class TwinserveHandler(BaseHandler):
                 continue
             output = next(outputs)
             try:
+                if not all(map(math.isfinite, self.scores(output))):
+                    raise ModelFault("gave a non-finite output")
                 answers.append(self.encode(item, output))
             except ModelFault as exc:
                 context.set_response_status(code=exc.status, phrase=exc.phrase, idx=idx)

@@ -21,8 +21,8 @@ import torch
 
 from archiver import build_archive
 from tests.checkout import REPO_ROOT
-from tests.unit.harness import load_train
 from twinserve.runtime.torchserve import Management, authorization, stage_archive
+from twinserve.tools.model_train import load_train
 
 from .helpers import poll, scrape, total
 

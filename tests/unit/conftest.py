@@ -1,6 +1,7 @@
 """The unit tests' one stack: config/stack.yaml with its var dir, state dir and model store under the
-test's tmp_path (tests/unit/stacks.py's tmp_stack), nothing shared between tests. A test module that
-needs more (a production colour, archives) overrides `stack` by asking for this one."""
+test's tmp_path (tests/unit/stacks.py's tmp_stack), nothing shared between tests. A module that needs
+another stack defines its own `stack`: with a colour and archives (tests/unit/fakes.py's make_stack),
+or with every port shifted (test_runtime_render.py)."""
 
 import pytest
 

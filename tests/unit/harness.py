@@ -1,7 +1,6 @@
-"""What the handler and training tests share: a batch driven as TorchServe drives it, and a model's
-train.py imported without leaving its sys.path or its `model` module behind."""
+"""What the handler tests share: a batch driven as TorchServe drives it, and a worker's Context
+built as from an unpacked archive. (A model's train.py is imported by twinserve/tools/model_train.py.)"""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -19,21 +18,6 @@ def run_batch(handler, context, bodies, headers=None):
         (context.get_response_status(i)[0], context.get_response_headers(i), json.loads(answer))
         for i, answer in enumerate(answers)
     ]
-
-
-def load_train(model_dir: Path, name: str):
-    """Import model_dir/train.py as `name`; sys.path and sys.modules["model"] are as they were after."""
-    saved_path, saved_model = list(sys.path), sys.modules.pop("model", None)
-    try:
-        spec = importlib.util.spec_from_file_location(name, model_dir / "train.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved_path
-        sys.modules.pop("model", None)
-        if saved_model is not None:
-            sys.modules["model"] = saved_model
-    return module
 
 
 def handler_context(monkeypatch, model_dir: Path, name: str, version: str, handler: str, config: dict):

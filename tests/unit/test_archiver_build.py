@@ -1,7 +1,6 @@
 """archiver/build.py: versioned, immutable archives with their metadata, built into a temporary store."""
 
 import hashlib
-import importlib.util
 import json
 import re
 import shutil
@@ -16,6 +15,7 @@ import yaml
 
 from archiver import ArchiveError, ArchiveExists, build_archive, modelconfig, read_metadata
 from archiver.build import HANDLER_BASE, handler_dir, handler_files
+from twinserve.tools.model_train import load_train
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGRESSOR = REPO_ROOT / "models" / "regressor"
@@ -29,18 +29,11 @@ def trained(tmp_path_factory):
     model_dir.mkdir()
     for name in ("model.py", "train.py", "model-config.yaml"):
         shutil.copy(REGRESSOR / name, model_dir / name)
-    threads, deterministic, saved_path = (
-        torch.get_num_threads(),
-        torch.are_deterministic_algorithms_enabled(),
-        sys.path[:],
-    )
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
-        spec = importlib.util.spec_from_file_location("regressor_train_copy", model_dir / "train.py")
-        train = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(train)
+        train = load_train(model_dir, "regressor_train_copy")
         assert train.main(["--epochs", "2", "--samples", "512"]) == 0  # default --out: artifacts/ beside the copy
     finally:
-        sys.path[:] = saved_path
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
     return model_dir
@@ -331,8 +324,6 @@ def test_an_image_model_carries_its_sample_files_and_golden_images(tmp_path, sto
     """models/digits: samples/*.png read into the metadata as bytes with their content type."""
     digits = REPO_ROOT / "models" / "digits"
     model_dir = Path(shutil.copytree(digits, tmp_path / "digits", ignore=shutil.ignore_patterns("artifacts")))
-    from tests.unit.harness import load_train
-
     train = load_train(model_dir, "digits_train_for_archiver")
     threads = torch.get_num_threads()
     try:

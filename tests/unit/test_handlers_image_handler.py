@@ -11,7 +11,8 @@ import yaml
 from image_handler import ImageHandler
 from PIL import Image
 
-from tests.unit.harness import handler_context, load_train, run_batch
+from tests.unit.harness import handler_context, run_batch
+from twinserve.tools.model_train import load_train
 
 DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
 CONFIG = yaml.safe_load((DIGITS / "model-config.yaml").read_text())

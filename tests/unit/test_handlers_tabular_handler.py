@@ -276,3 +276,13 @@ def test_a_body_over_twinserve_max_body_is_that_requests_413(weights, context):
     answers = run_batch(handler, context, [big, b'{"data": [0.1, 0.2]}'])
     assert answers[0][0] == 413 and f"{len(big)} bytes; at most 30" in answers[0][2]["error"]
     assert answers[1][0] == 200
+
+
+def test_a_model_that_gives_nan_answers_500_json_and_its_batch_mates_are_still_judged(handler, context):
+    """The base's one non-finite check sees this kind's scores (scores())."""
+    with torch.no_grad():
+        for parameter in handler.model.parameters():
+            parameter.fill_(float("nan"))
+    [(status, _, body), (bad, _, _)] = run_batch(handler, context, [{"data": GOOD}, {"nothing": 1}])
+    assert (status, bad) == (500, 400)
+    assert body["error"].endswith("gave a non-finite output")

@@ -12,7 +12,8 @@ import yaml
 from text_codec import text_drift_features
 from text_handler import TextHandler, encode_batch
 
-from tests.unit.harness import handler_context, load_train, run_batch
+from tests.unit.harness import handler_context, run_batch
+from twinserve.tools.model_train import load_train
 
 SENTIMENT = Path(__file__).resolve().parents[2] / "models" / "sentiment"
 CONFIG = yaml.safe_load((SENTIMENT / "model-config.yaml").read_text())
@@ -182,3 +183,14 @@ def test_a_model_that_gives_nan_answers_500_json(handler, context):
     assert (status, bad) == (500, 400)
     assert body == {"error": "model sentiment 1.3 gave a non-finite output"}
     assert json.dumps(body)
+
+
+def test_a_model_that_gives_nan_answers_500_json_and_its_batch_mates_are_still_judged(handler, context):
+    """The base's one non-finite check sees this kind's scores (scores())."""
+    with torch.no_grad():
+        for parameter in handler.model.parameters():
+            parameter.fill_(float("nan"))
+    bodies = [{"text": "a wonderful, moving film"}, {"nothing": 1}]
+    [(status, _, body), (bad, _, _)] = run_batch(handler, context, bodies)
+    assert (status, bad) == (500, 400)
+    assert body["error"].endswith("gave a non-finite output")

@@ -10,8 +10,8 @@ import torch
 from image_codec import parse_request
 
 from archiver.golden import request_of
-from tests.unit.harness import load_train
 from twinserve.store.archives import training
+from twinserve.tools.model_train import load_train
 
 DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
 

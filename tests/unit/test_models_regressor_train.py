@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.unit.harness import load_train
+from twinserve.tools.model_train import load_train
 
 REGRESSOR = Path(__file__).resolve().parents[2] / "models" / "regressor"
 ARTIFACTS = ("weights.pt", "reference_stats.json", "reference_data.npz", "golden_set.json")

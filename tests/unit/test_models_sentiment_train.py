@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.unit.harness import load_train
+from twinserve.tools.model_train import load_train
 
 SENTIMENT = Path(__file__).resolve().parents[2] / "models" / "sentiment"
 TRAIN = load_train(SENTIMENT, "sentiment_train_for_tests")

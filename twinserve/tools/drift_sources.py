@@ -26,27 +26,12 @@ import numpy as np
 
 from archiver import modelconfig
 from archiver.reference import column_reference
+from twinserve.tools.model_train import load_train
 
 REGRESSOR_SCENARIOS = ("mean +0.25 std", "mean +0.5 std", "mean +1 std", "std x1.5", "std x2", "bimodal")
 DIGITS_SCENARIOS = ("inverted", "rotated 90", "rotated 180", "letters", "only 3s")
 TEXT_SCENARIOS = ("German reviews", "Python docs", "only negative")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghkmnqrtuy"  # lower case unlike a digit's shape
-
-
-def load_train(model_dir: Path, name: str):
-    """A model's train.py as a module (it puts its own folders on sys.path; they are taken off again).
-    Modules named like its folder's files (every model has a `model`) are dropped from sys.modules first,
-    so train.py imports its own."""
-    saved = list(sys.path)
-    for py in model_dir.glob("*.py"):
-        sys.modules.pop(py.stem, None)
-    try:
-        spec = importlib.util.spec_from_file_location(name, model_dir / "train.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved
-    return module
 
 
 def draw_stream(undrifted: np.ndarray, changed: np.ndarray, warmup: int, after: int, seed: int) -> np.ndarray:

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from archiver import build_archive
-from tests.checkout import DEFAULT_STACK, REPO_ROOT
+from tests.checkout import REPO_ROOT
+from tests.integration.helpers import stack_description
 from tests.ports import free_ports
 from twinserve.runtime import nginx
 from twinserve.runtime import stack as stack_mod
@@ -29,27 +30,6 @@ pytestmark = pytest.mark.integration
 def pytest_collection_modifyitems(items):
     """test_supervision.py last: it kills every process of the stack, and ends with `make down` and `make up`."""
     items.sort(key=lambda item: item.path.name == "test_supervision.py")  # stable: the rest keep their order
-
-
-def stack_description(root: Path, **nginx_overrides) -> dict:
-    """config/stack.yaml with free ports and every path under `root`."""
-    raw = yaml.safe_load(DEFAULT_STACK.read_text())
-    ports = iter(free_ports(4 + 5 * len(raw["colours"]) + len(raw["monitoring"])))
-    raw["nginx"].update(port=next(ports), admin_port=next(ports), **nginx_overrides)
-    for section in ("monitoring", "drift"):
-        for key in raw[section]:
-            if key.endswith("_port"):
-                raw[section][key] = next(ports)
-    for colour in raw["colours"].values():
-        for key in list(colour):
-            colour[key] = next(ports)
-    raw["var_dir"] = str(root / "var")
-    raw["state_dir"] = str(root / "state")
-    raw["model_store"] = str(root / "model_store")
-    for model in raw["models"]:  # copied and trained by `workdir`
-        raw["models"][model]["dir"] = str(root / "models" / model)
-    raw["supervisor"]["rotate_every_seconds"] = 2  # test_supervision waits for rotations
-    return raw
 
 
 def train(model_dir: Path, seed: int) -> None:

@@ -1,21 +1,43 @@
 """Small helpers the integration tests share."""
 
 import contextlib
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 import requests
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from archiver.build import read_metadata
+from tests.checkout import DEFAULT_STACK
 from tests.ports import free_ports
 from twinserve.release import deploy, promote
-from twinserve.runtime import nginx
+from twinserve.runtime import nginx, torchserve
 from twinserve.runtime import stack as stack_mod
-from twinserve.runtime.torchserve import TORCHSERVE_BIN, Management
+from twinserve.runtime.torchserve import Management
+from twinserve.settings import parse_stack
 from twinserve.store.state import read_production
+
+
+def stack_description(root: Path, **nginx_overrides) -> dict:
+    """config/stack.yaml with free ports and every path under `root`."""
+    raw = yaml.safe_load(DEFAULT_STACK.read_text())
+    ports = iter(free_ports(4 + 5 * len(raw["colours"]) + len(raw["monitoring"])))
+    raw["nginx"].update(port=next(ports), admin_port=next(ports), **nginx_overrides)
+    for section in ("monitoring", "drift"):
+        for key in raw[section]:
+            if key.endswith("_port"):
+                raw[section][key] = next(ports)
+    for colour in raw["colours"].values():
+        for key in list(colour):
+            colour[key] = next(ports)
+    raw["var_dir"] = str(root / "var")
+    raw["state_dir"] = str(root / "state")
+    raw["model_store"] = str(root / "model_store")
+    for model in raw["models"]:  # copied and trained by `workdir`
+        raw["models"][model]["dir"] = str(root / "models" / model)
+    raw["supervisor"]["rotate_every_seconds"] = 2  # test_supervision waits for rotations
+    return raw
 
 
 def poll(check, timeout: float, every: float = 2.0):
@@ -46,41 +68,32 @@ def total(samples: dict, name: str, **labels) -> float:
 
 @contextlib.contextmanager
 def standalone_torchserve(root: Path, model: str, archive: Path, ready, timeout: float = 180):
-    """TorchServe 0.12 on its own (no Nginx, no stack) serving one archive on free loopback ports.
+    """TorchServe serving one archive on free loopback ports, without Nginx, started by the product's own
+    code (config.properties rendered from config/torchserve/config.properties.j2, the JVM started as
+    `make up` starts a colour) with token authorization off, so a test posts to /predictions directly.
 
     Args:
-        root: a scratch directory (config, logs, TorchServe's TMPDIR).
+        root: a scratch directory (the colour's var dir, its store, its logs).
         model: the name to serve the archive as (/predictions/<model>).
-        archive: the .mar, in the store directory TorchServe reads.
+        archive: a built .mar (copied into the colour's store, sha256-checked).
         ready: ready(url) -> True once the model answers.
     Yields:
         The inference URL; the process group is stopped after.
     """
-    store = archive.parent
-    inference, management, metrics, grpc_i, grpc_m = free_ports(5)
-    config = root / "config.properties"
-    config.write_text(
-        f"inference_address=http://127.0.0.1:{inference}\nmanagement_address=http://127.0.0.1:{management}\n"
-        f"metrics_address=http://127.0.0.1:{metrics}\ngrpc_inference_port={grpc_i}\ngrpc_management_port={grpc_m}\n"
-        f"model_store={store}\nload_models={model}={archive.name}\ndisable_token_authorization=true\n"
-        "disable_system_metrics=true\nmax_request_size=1048576\n"
-    )
-    argv = [str(TORCHSERVE_BIN), "--start", "--foreground", "--ncs", "--ts-config", str(config),
-            "--model-store", str(store)]  # fmt: skip
-    with (root / "ts.log").open("wb") as log:
-        proc = subprocess.Popen(argv, cwd=root, env={"TMPDIR": str(root), "PATH": "/usr/bin:/bin"},
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{inference}"
+    raw = stack_description(root)
+    # Above every model's body limit, so that the handler's own bound answers (behind Nginx, Nginx's does).
+    raw["torchserve"].update(token_auth=False, max_request_bytes=1 << 20)
+    stack = parse_stack(raw, root / "stack.yaml")
+    colour = stack.colour_names[0]
+    staged = torchserve.stage_archive(stack, colour, archive, read_metadata(archive)["sha256"])
+    torchserve.start(stack, colour, {model: staged.name})
+    url = stack.inference_url(colour)
     try:
-        assert poll(lambda: ready(url), timeout=timeout, every=1), (root / "ts.log").read_text()[-2000:]
+        log = stack.colour_dir(colour) / "logs" / "stdout.log"
+        assert poll(lambda: ready(url), timeout=timeout, every=1), log.read_text()[-2000:]
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        torchserve.stop(stack, colour)
 
 
 def arrange(stack, production: str, versions: dict[str, str]) -> None:

@@ -109,15 +109,10 @@ def build_archives(stack: Stack) -> list[str]:
 
 def run_torchserve(stack: Stack, colour: str) -> None:
     """Stage the versions the state says `colour` serves (sha256-checked), then become TorchServe."""
-    from twinserve.runtime import torchserve
-    from twinserve.store.archives import archive_for
-    from twinserve.store.state import read_deployments
-
-    archives = {}
-    for model, version in read_deployments(stack)[colour].items():
-        path, meta = archive_for(stack, model, version)
-        archives[model] = torchserve.stage_archive(stack, colour, path, meta["sha256"]).name
     from twinserve.compose import configs as compose
+    from twinserve.runtime import torchserve
+
+    archives = torchserve.stage_served(stack, colour)
 
     binds = api_binds(compose.load(stack.path)[1].networks, local_addresses())
     argv, env = torchserve_command(stack, colour, archives, binds)

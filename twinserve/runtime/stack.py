@@ -22,7 +22,7 @@ from twinserve.errors import ConfigError, ServiceError, TwinserveError
 from twinserve.routes import route_for
 from twinserve.runtime import monitoring, nginx, processes, torchserve
 from twinserve.settings import Stack
-from twinserve.store.archives import archive_for, ensure_archive
+from twinserve.store.archives import ensure_archive
 from twinserve.store.state import initialise, read_deployments, read_production
 
 # The supervisor's process name. It is named here, where `up` starts it, so that the supervisor
@@ -43,11 +43,7 @@ class Part:
 
 def start_colour(stack: Stack, colour: str) -> int:
     """Start `colour`'s TorchServe with the archives the state says it serves (sha256-checked)."""
-    archives = {}
-    for model, version in read_deployments(stack)[colour].items():
-        path, meta = archive_for(stack, model, version)
-        archives[model] = torchserve.stage_archive(stack, colour, path, meta["sha256"]).name
-    return torchserve.start(stack, colour, archives)
+    return torchserve.start(stack, colour, torchserve.stage_served(stack, colour))
 
 
 def parts(stack: Stack) -> list[Part]:

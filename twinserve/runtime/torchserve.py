@@ -28,6 +28,8 @@ from twinserve.errors import ServiceError
 from twinserve.runtime import processes
 from twinserve.runtime.render import LOG4J_CONFIG, render_torchserve
 from twinserve.settings import Stack
+from twinserve.store.archives import archive_for
+from twinserve.store.state import read_deployments
 
 TORCHSERVE_BIN = Path(sys.executable).parent / "torchserve"  # the launcher (the benchmark's default peer uses it)
 FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
@@ -67,6 +69,19 @@ def stage_archive(stack: Stack, colour: str, archive: Path, sha256: str) -> Path
         target.unlink()
         raise ServiceError(f"{archive} does not match the sha256 in its metadata; rebuild it with a new version")
     return target
+
+
+def stage_served(stack: Stack, colour: str) -> dict[str, str]:
+    """Stage every archive the state says `colour` serves: {model: file name in its store}.
+
+    The one place a starting colour gets its archives, natively and in its
+    container, so both load exactly what the state names and nothing else.
+    """
+    archives = {}
+    for model, version in read_deployments(stack)[colour].items():
+        path, meta = archive_for(stack, model, version)
+        archives[model] = stage_archive(stack, colour, path, meta["sha256"]).name
+    return archives
 
 
 def command(stack: Stack, colour: str, archives: dict[str, str]) -> tuple[list[str], dict[str, str]]:

@@ -5,11 +5,13 @@ another, and ten swaps of digits under load on both models fail no request.
 The tests run in file order and share one stack (tests/integration/conftest.py).
 """
 
+import io
 import os
 import subprocess
 
 import pytest
 import requests
+from PIL import Image
 
 from tests.checkout import REPO_ROOT
 from tests.integration.helpers import poll, scrape, total
@@ -48,6 +50,25 @@ def test_both_colours_serve_both_models_each_from_its_own_route(stack):
     staging = post(stack, "/test/predict/digits", SAMPLES[7], PNG)
     assert staging.status_code == 200 and staging.json()["label"] == 7
     assert staging.headers["X-Served-By"] == "green"
+
+
+def jpeg(image: Image.Image, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # EXIF orientation
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format="JPEG", quality=95, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def test_a_phone_photo_tagged_sideways_is_read_as_a_person_sees_it(stack):
+    """Orientation 6 ("rotate 90° clockwise to display"): the stored pixels are the 7 turned a quarter
+    counter-clockwise, as a phone held upright stores them; every viewer shows the upright 7."""
+    sideways = Image.open(io.BytesIO(SAMPLES[7])).transpose(Image.Transpose.ROTATE_90)
+    tagged = post(stack, "/predict/digits", jpeg(sideways, 6), {"Content-Type": "image/jpeg"})
+    assert tagged.status_code == 200, tagged.text
+    assert tagged.json()["label"] == 7
+    raw = post(stack, "/predict/digits", jpeg(sideways, 1), {"Content-Type": "image/jpeg"})
+    assert raw.status_code == 200 and raw.json()["label"] != 7  # the same pixels untagged: not a 7
 
 
 def test_predict_is_the_default_model_and_agrees_with_its_own_route(stack):

@@ -85,6 +85,89 @@ def test_a_shipped_sample_decodes_to_its_digit_within_a_quantisation_step():
     assert grid.values == pytest.approx(expected, abs=1e-9)
 
 
+# What each EXIF orientation tag says of the stored pixels (EXIF 2.3, tag 0x0112: which side of the
+# picture as a person sees it is the stored row 0 and column 0), written from the standard, not from
+# Pillow's table: stored pixel (x, y) of a picture seen as `upright` (w × h) is upright's pixel at ...
+STORED_FROM_UPRIGHT = {
+    1: lambda x, y, w, h: (x, y),  # row 0 top, column 0 left
+    2: lambda x, y, w, h: (w - 1 - x, y),  # row 0 top, column 0 right: mirrored
+    3: lambda x, y, w, h: (w - 1 - x, h - 1 - y),  # row 0 bottom, column 0 right: upside down
+    4: lambda x, y, w, h: (x, h - 1 - y),  # row 0 bottom, column 0 left
+    5: lambda x, y, w, h: (y, x),  # row 0 left, column 0 top
+    6: lambda x, y, w, h: (w - 1 - y, x),  # row 0 right, column 0 top: a phone held upright, "rotate 90° CW"
+    7: lambda x, y, w, h: (w - 1 - y, h - 1 - x),  # row 0 right, column 0 bottom
+    8: lambda x, y, w, h: (y, h - 1 - x),  # row 0 left, column 0 bottom: "rotate 90° CCW"
+}
+
+
+def stored_as(upright: Image.Image, orientation: int) -> Image.Image:
+    """The pixels a camera would store for `upright` with this orientation tag (5-8 swap width and height)."""
+    w, h = upright.size
+    size = (h, w) if orientation >= 5 else (w, h)
+    stored = Image.new(upright.mode, size)
+    where = STORED_FROM_UPRIGHT[orientation]
+    for y in range(size[1]):
+        for x in range(size[0]):
+            stored.putpixel((x, y), upright.getpixel(where(x, y, w, h)))
+    return stored
+
+
+def tagged(image: Image.Image, orientation: int, fmt: str) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    image.save(out, format=fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
+    return out.getvalue()
+
+
+def upright_seven() -> Image.Image:
+    """The shipped 7 on a canvas taller than wide, so that a missed or wrong rotation cannot hide."""
+    seven = Image.open(SAMPLES / "digit-7.png").convert("L")
+    canvas = Image.new("L", (seven.width, seven.height + seven.height // 2), 255)
+    canvas.paste(seven, (0, 0))
+    return canvas
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_read_as_a_person_sees_the_picture(orientation):
+    """Exact: PNG is lossless and every orientation is a permutation of pixels, so the upright pixels are the same
+    pixels, and the same box filter averages them; a rotation missed or the wrong way moves the ink elsewhere."""
+    upright = upright_seven()
+    stored = stored_as(upright, orientation)
+    assert orientation == 1 or stored.tobytes() != upright.tobytes()  # the stored pixels are not the upright ones
+    assert parse(tagged(stored, orientation, "PNG")).values == parse(png(upright)).values
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_jpeg_from_a_phone_is_turned_upright_too(orientation):
+    """Within JPEG's loss: its 8 × 8 blocks fall elsewhere on rotated pixels (1 of 16 grey levels is ample; the
+    sideways picture is off by far more)."""
+    upright = upright_seven().convert("RGB")
+    want = parse(tagged(upright, 1, "JPEG")).values
+    stored = stored_as(upright, orientation)
+    got = parse(tagged(stored, orientation, "JPEG")).values
+    assert got == pytest.approx(want, abs=1.0)
+    untagged = parse(tagged(stored, 1, "JPEG")).values  # the same pixels read as stored: far off
+    assert max(abs(a - b) for a, b in zip(untagged, want, strict=True)) > 4
+
+
+def test_an_image_without_exif_is_taken_as_stored():
+    upright = upright_seven()
+    assert parse(png(upright)).values == parse(tagged(upright, 1, "PNG")).values
+
+
+@pytest.mark.parametrize(
+    "exif",
+    [b"Exif\x00\x00II*\x00\xff\xff\xff\x7f garbage",  # an IFD offset past the end
+     b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01\x00\x09\x00\x00"],  # orientation 9
+)  # fmt: skip
+def test_unreadable_exif_is_ignored_as_a_viewer_ignores_it(exif):
+    upright = upright_seven()
+    out = io.BytesIO()
+    upright.save(out, format="PNG", exif=exif)
+    assert parse(out.getvalue()).values == parse(png(upright)).values
+
+
 def test_a_json_grid_on_the_training_scale():
     rows = [[(i + j) % 17 for j in range(8)] for i in range(8)]
     assert parse({"data": rows}).values == tuple(float(v) for row in rows for v in row)

@@ -209,3 +209,26 @@ print(table.concat(out, "\\n"))
     kept = {(s.labels["model"], s.labels["reason"]): s.value for s in families["twinserve_cache_not_kept"].samples}
     assert kept == {("sentiment", "evicted"): 3, ("sentiment", "too_large"): 0, ("sentiment", "no_memory"): 0}
     assert families["twinserve_cache_free_bytes"].samples[0].value == 4096
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "pragma", "fresh"),
+    [
+        (None, None, False),
+        ("'no-cache'", None, True),
+        ("'No-Cache'", None, True),
+        ("'NO-STORE'", None, True),
+        ("'max-age=0, No-Store'", None, True),
+        ("{'max-age=60', ' no-cache'}", None, True),  # the field sent twice
+        ("'no-cache=\"x\"'", None, True),
+        ("'x-no-cache-ext, max-age=5'", None, False),  # a substring of another directive is not the directive
+        ("'max-age=5'", None, False),
+        (None, "'no-cache'", True),
+        (None, "'No-Cache'", True),
+        (None, "'x-no-cache'", False),
+        ("'max-age=5'", "'no-cache'", False),  # Pragma counts only without Cache-Control (RFC 9111 5.4)
+    ],
+)
+def test_the_cache_reads_directives_as_tokens_in_any_case(cache_control, pragma, fresh):
+    out = lua(f"print(require('twinserve.cache').fresh_asked({cache_control or 'nil'}, {pragma or 'nil'}))")
+    assert out.strip() == str(fresh).lower()

@@ -83,6 +83,27 @@ def test_staging_and_models_that_opt_out_bypass_the_cache(stack, path, body):
     assert [a.headers["X-Cache"] for a in answers] == ["BYPASS"] * 3
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Cache-Control": "no-cache"},
+        {"Cache-Control": "No-Cache"},
+        {"Cache-Control": "max-age=0, NO-STORE"},
+        {"Pragma": "no-cache"},
+        {"Pragma": "No-Cache"},
+    ],
+)
+def test_a_client_asking_for_a_fresh_answer_in_any_case_bypasses_and_nothing_is_stored(stack, headers):
+    """RFC 9111: directives are case-insensitive; no-store is never kept; Pragma counts without Cache-Control."""
+    body = {"text": f"Fresh, please: {headers}, {time.time()}."}
+    asked = [requests.post(f"{stack.nginx.url}/predict/sentiment", json=body, headers=headers, timeout=30)
+             for _ in range(2)]  # fmt: skip
+    assert [a.status_code for a in asked] == [200, 200], [a.text for a in asked]
+    assert [a.headers["X-Cache"] for a in asked] == ["BYPASS", "BYPASS"]
+    # Nothing was stored by the bypassed requests: the first plain one is a MISS.
+    assert [post(stack, "/predict/sentiment", body).headers["X-Cache"] for _ in range(2)] == ["MISS", "HIT"]
+
+
 def test_errors_are_not_cached(stack):
     answers = [post(stack, "/predict/sentiment", {"text": "   "}) for _ in range(2)]
     assert [a.status_code for a in answers] == [400, 400]

@@ -141,6 +141,34 @@ def test_the_admin_switch_needs_the_token_and_the_scrapes_do_not(stack):
         assert requests.get(f"{stack.nginx.admin_url}{path}", timeout=5).status_code == 200
 
 
+ADMIN_MALFORMED = {
+    "9 KB header": (
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9216 + b"\r\n\r\n",
+        400,
+        "header too large",
+    ),
+    "not HTTP": (b"hello there\r\n\r\n", 400, "bad request"),
+    "10 KB URI": (b"GET /" + b"a" * 10240 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "URI too long"),
+    "unknown path": (b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not found"),
+    "POST /stub_status": (b"POST /stub_status HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405, "method"),
+    "body over the limit": (
+        b"PUT /production HTTP/1.1\r\nHost: x\r\nContent-Length: 900000000\r\n\r\n",
+        413,
+        "too large",
+    ),
+    "HTTP/2.0 request line": (b"GET /metrics HTTP/2.0\r\nHost: x\r\n\r\n", 505, "HTTP version"),
+}
+
+
+@pytest.mark.parametrize("case", list(ADMIN_MALFORMED))
+def test_the_admin_port_answers_its_own_errors_in_json(stack, case):
+    request, status, fragment = ADMIN_MALFORMED[case]
+    code, headers, body = raw(stack.nginx.admin_port, request)
+    assert code == status, body
+    assert headers["Content-Type"] == "application/json", body
+    assert fragment in json.loads(body)["error"]
+
+
 def test_the_admin_token_file_is_unreadable_by_other_local_users(stack):
     """As `nobody` (the user the issue's attack ran as): neither the admin token nor TorchServe's
     key files can be read, and the switch says 401."""

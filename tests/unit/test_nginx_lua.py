@@ -209,3 +209,68 @@ print(table.concat(out, "\\n"))
     kept = {(s.labels["model"], s.labels["reason"]): s.value for s in families["twinserve_cache_not_kept"].samples}
     assert kept == {("sentiment", "evicted"): 3, ("sentiment", "too_large"): 0, ("sentiment", "no_memory"): 0}
     assert families["twinserve_cache_free_bytes"].samples[0].value == 4096
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "pragma", "fresh"),
+    [
+        (None, None, False),
+        ("'no-cache'", None, True),
+        ("'No-Cache'", None, True),
+        ("'NO-STORE'", None, True),
+        ("'max-age=0, No-Store'", None, True),
+        ("{'max-age=60', ' no-cache'}", None, True),  # the field sent twice
+        ("'no-cache=\"x\"'", None, True),
+        ("'x-no-cache-ext, max-age=5'", None, False),  # a substring of another directive is not the directive
+        ("'max-age=5'", None, False),
+        (None, "'no-cache'", True),
+        (None, "'No-Cache'", True),
+        (None, "'x-no-cache'", False),
+        ("'max-age=5'", "'no-cache'", False),  # Pragma counts only without Cache-Control (RFC 9111 5.4)
+    ],
+)
+def test_the_cache_reads_directives_as_tokens_in_any_case(cache_control, pragma, fresh):
+    out = lua(f"print(require('twinserve.cache').fresh_asked({cache_control or 'nil'}, {pragma or 'nil'}))")
+    assert out.strip() == str(fresh).lower()
+
+
+def test_xor_of_bytes_is_xor():
+    pairs = [(a, b) for a in range(0, 256, 7) for b in range(0, 256, 11)] + [(255, 0), (0, 255), (170, 85)]
+    script = "".join(f"print(require('twinserve.secret').xor8({a}, {b}))\n" for a, b in pairs)
+    assert [int(x) for x in lua(script).split()] == [a ^ b for a, b in pairs]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected", "same"),
+    [
+        ("Bearer abc", "Bearer abc", True),
+        ("Bearer abd", "Bearer abc", False),
+        ("Bearer ab", "Bearer abc", False),  # a prefix of the secret
+        ("Bearer abcd", "Bearer abc", False),  # the secret as a prefix
+        ("", "Bearer abc", False),
+        ("bearer abc", "Bearer abc", False),
+        ("Bearer abc ", "Bearer abc", False),
+    ],
+)
+def test_the_admin_token_is_compared_byte_for_byte(given, expected, same):
+    out = lua(f"print(require('twinserve.secret').equal({json.dumps(given)}, {json.dumps(expected)}))")
+    assert out.strip() == str(same).lower()
+
+
+def test_the_admin_token_comparison_visits_every_byte_whatever_the_guess():
+    """The loop is over the expected secret: a guess wrong at its first byte costs the same
+    byte visits as one wrong at its last (counted through string.byte, which it calls per byte)."""
+    out = lua(
+        """
+local secret = require("twinserve.secret")
+local calls, byte = 0, string.byte
+string.byte = function(...) calls = calls + 1 return byte(...) end
+local expected = "Bearer 0123456789abcdef"
+for _, guess in ipairs({ "Xearer 0123456789abcdef", "Bearer 0123456789abcdeX", "B", expected }) do
+    calls = 0
+    secret.equal(guess, expected)
+    print(calls)
+end
+"""
+    )
+    assert set(out.split()) == {str(2 * len("Bearer 0123456789abcdef"))}

@@ -51,6 +51,15 @@ NGINX_ERRORS = {
 # Refused while Nginx reads the request, before it has a URI: their error pages
 # must be URIs (internal locations), as a named location needs the request's URI.
 EARLY_ERRORS = (400, 414, 494, 501, 505)
+# What the admin server says for the errors Nginx answers there itself (its locations
+# answer their own JSON from the Lua): the same JSON as the public server's, its own words.
+ADMIN_ERRORS = {
+    **{c: NGINX_ERRORS[c] for c in (400, 411, 414, 494, 500, 501, 505)},
+    403: (403, "forbidden: the admin server answers only the addresses it allows"),
+    404: (404, "not found; GET or PUT /production, PUT /inference-key, GET /metrics, GET /stub_status"),
+    405: (405, "method not allowed"),
+    413: (413, "request body too large"),  # the limit is added at render time
+}
 # Seconds a client should wait before retrying, per code above.
 RETRY_AFTER = {503: 1, 507: 1}
 # Nginx's own errors on the proxied routes, answered with its JSON. Every answer of
@@ -138,6 +147,7 @@ def render_nginx(stack: Stack) -> str:
         limits=stack.body_limits(),
         unknown_model=unknown_model_body(stack),
         errors=errors,
+        admin_errors={**ADMIN_ERRORS, 413: (413, f"request body too large; at most {stack.nginx.max_body}")},
         retry_after=RETRY_AFTER,
         early_errors=EARLY_ERRORS,
         location_errors=PROXIED_ERRORS,

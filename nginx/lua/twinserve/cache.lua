@@ -18,7 +18,10 @@ with the same digest can never share an answer. Entries over
 cache_max_entry bytes are not stored; the dictionary evicts the least recently
 used entries when full (counted). Every answer of a route says X-Cache: HIT,
 MISS (asked TorchServe, stored if it could be) or BYPASS (not cacheable, or the
-client sent Cache-Control: no-cache or no-store: a fresh answer, not stored). ]]
+client asked for a fresh answer: a Cache-Control no-cache or no-store directive,
+or Pragma: no-cache when there is no Cache-Control, RFC 9111 5.2.1 and 5.4; the
+answer is not stored). Directives are tokens compared case-insensitively, in any
+Cache-Control field of the request, never substrings of another directive. ]]
 
 local M = {}
 
@@ -57,15 +60,40 @@ local function count(what, model)
     counters:incr("cache|" .. what .. "|" .. model, 1, 0)
 end
 
---[[ Rewrite phase, before the switch reads the colour: the generation this
-request's answer belongs to (nil: the request is not cacheable). ]]
-local function fresh_asked()
-    local asked = ngx.var.http_cache_control
-    return asked ~= nil and (asked:find("no-cache", 1, true) or asked:find("no-store", 1, true)) ~= nil
+-- The directive names of Cache-Control (or Pragma) values, lower-cased: `No-Cache, max-age=0` -> {no-cache, max-age}.
+local function directives(value, into)
+    if type(value) == "table" then  -- the field sent more than once: one list (RFC 9110 5.3)
+        for _, v in ipairs(value) do
+            directives(v, into)
+        end
+        return into
+    end
+    for item in value:gmatch("[^,]+") do
+        local name = item:match("^%s*([^=%s]+)")
+        if name then
+            into[name:lower()] = true
+        end
+    end
+    return into
 end
 
+-- True when the request asks for an answer not taken from, nor kept in, a cache (RFC 9111 5.2.1, 5.4).
+function M.fresh_asked(cache_control, pragma)
+    if cache_control ~= nil then
+        local d = directives(cache_control, {})
+        return d["no-cache"] or d["no-store"] or false
+    end
+    return pragma ~= nil and directives(pragma, {})["no-cache"] or false
+end
+
+--[[ Rewrite phase, before the switch reads the colour: the generation this
+request's answer belongs to (nil: the request is not cacheable). ]]
 function M.begin(route, model)
-    if route == "production" and cached[model] and not fresh_asked() then
+    if route == "production" and cached[model] then
+        local headers = ngx.req.get_headers()
+        if M.fresh_asked(headers["cache-control"], headers["pragma"]) then
+            return
+        end
         ngx.ctx.cache_gen = switch_dict:get("gen|" .. model) or 0
     end
 end

@@ -15,6 +15,7 @@ colour's key. A colour that restarts writes new keys; the control plane
 publishes them here (PUT /inference-key?colour=...) without a reload. ]]
 
 local cache = require("twinserve.cache")
+local secret = require("twinserve.secret")
 
 local M = {}
 
@@ -150,7 +151,7 @@ local function authorised()
         return false, token_problem
     end
     local given = ngx.var.http_authorization or ""
-    return given == "Bearer " .. token, "missing or wrong token; send Authorization: Bearer <admin token>"
+    return secret.equal(given, "Bearer " .. token), "missing or wrong token; send Authorization: Bearer <admin token>"
 end
 
 -- True (and the 401 sent) unless the request carries the admin token.

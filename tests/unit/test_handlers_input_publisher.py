@@ -176,3 +176,21 @@ def test_a_producer_that_breaks_mid_flush_counts_every_batch_it_did_not_send(tmp
         assert publisher.stats["send_errors"] == 1
     finally:
         publisher.close()
+
+
+def test_each_message_is_stamped_with_the_processs_id_its_number_and_its_first_row(tmp_path):
+    producer = FakeProducer()
+    publisher = InputPublisher("unused:9092", "inputs", tmp_path, producer_factory=lambda: producer,
+                               max_rows_per_message=3)  # fmt: skip
+    other = InputPublisher("unused:9092", "inputs", tmp_path, producer_factory=FakeProducer)
+    try:
+        for i in range(4):
+            assert publisher.publish(*KEY, [[i, 0], [i, 1]])
+        assert wait_for(lambda: publisher.stats["batches_sent"] == 4)
+    finally:
+        publisher.close()
+        other.close()
+    sent = sent_messages(producer)
+    assert [m["seq"] for m in sent] == list(range(len(sent)))
+    assert [m["row"] for m in sent] == [sum(len(m["rows"]) for m in sent[:i]) for i in range(len(sent))]
+    assert {m["producer"] for m in sent} == {publisher.producer_id} != {other.producer_id}

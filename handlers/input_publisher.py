@@ -73,6 +73,7 @@ class InputPublisher:
         self._lock = threading.Lock()  # the producer's I/O thread runs the delivery callbacks
         self._in_flight = 0
         self.producer_id = uuid.uuid4().hex[:12]  # per process: a restarted worker numbers from 0 again
+        self._key = self.producer_id.encode()
         self._seq = self._row = 0  # the next message's number and first row; only the publisher thread sends
         self.stats = dict.fromkeys(
             ("messages_sent", "batches_sent", "rows_sent", "batches_dropped", "rows_dropped", "send_errors"), 0
@@ -135,7 +136,9 @@ class InputPublisher:
             try:
                 raw = input_message(model, version, features, rows, (self.producer_id, self._seq, self._row))
                 self._seq, self._row = self._seq + 1, self._row + len(rows)
-                future = producer.send(self.topic, raw)
+                # Keyed by the producer: on a topic of several partitions (a restarted Tansu's
+                # 4) each producer's messages still keep one partition and their order.
+                future = producer.send(self.topic, raw, key=self._key)
             except Exception as exc:  # noqa: BLE001 - the producer is unusable: count, drop, reconnect
                 self._failed(len(rows), batches, exc)
                 unsent = messages[i + 1 :]

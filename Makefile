@@ -58,8 +58,8 @@ swapcheck: install  ## 20 swaps of MODEL (default: the default model) and a depl
 drift-demo: install  ## simulator: 1,000 inputs, x1 shifted by 1 std after 400 (needs make up); see the Drift dashboard
 	$(PY) -m twinserve drift-demo --messages 1000 --feature x1 --shift 1 --drift-after 400
 
-drift-eval: install  ## drift detectors and Evidently's preset on 3 models' streams with known changes: false alarms, delays (~7 min, 2 cores)
-	nice -n 10 $(PY) -m twinserve drift-eval
+drift-eval: install  ## drift detectors and Evidently's preset on 3 models' streams with known changes: false alarms, delays (~7 min, 2 cores; WRITE_DOCS=1: into docs/drift.md)
+	nice -n 10 $(PY) -m twinserve drift-eval $(if $(WRITE_DOCS),--write-docs)
 
 .PHONY: render-compose render-kube compose-config images test-compose k8s-validate
 

@@ -10,7 +10,10 @@ a worker about 40% of its throughput under load (measured with
 
 If the broker is slow or down, the queue fills and further batches are
 dropped and counted, while predictions go on untouched. The thread
-reconnects by itself. Counters are written every second to
+reconnects by itself. Each message carries this process's id (random, so a
+restarted worker is another producer), its sequence number and its first row's number: the consumer
+takes each (producer, seq) once, and counts the numbers it never sees as gaps
+(twinserve/drift/dedupe.py). Counters are written every second to
 <stats_dir>/publisher-<pid>.json; twinserve's exporter sums them.
 """
 
@@ -21,14 +24,22 @@ import os
 import queue
 import threading
 import time
+import uuid
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 
-def input_message(model: str, version: str, features: list[str], rows: list[list[float]]) -> bytes:
-    """Production inputs of one model version; twinserve/drift/messages.py decodes it on the other side."""
-    return json.dumps({"model": model, "version": version, "features": list(features), "rows": rows}).encode()
+def input_message(
+    model: str, version: str, features: list[str], rows: list[list[float]], stamp: tuple | None = None
+) -> bytes:
+    """Production inputs of one model version; twinserve/drift/messages.py decodes it on the other side.
+    With a stamp (producer, seq, row), the consumer takes it once however often it reads it
+    (twinserve/drift/dedupe.py). Not messages.encode: handlers run in TorchServe, without twinserve."""
+    body = {"model": model, "version": version, "features": list(features), "rows": rows}
+    if stamp is not None:
+        body |= {"producer": stamp[0], "seq": stamp[1], "row": stamp[2]}
+    return json.dumps(body).encode()
 
 
 def coalesce(items: list[tuple[tuple, list]], max_rows: int) -> list[tuple[tuple, list, int]]:
@@ -61,6 +72,9 @@ class InputPublisher:
         self._stats_path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # the producer's I/O thread runs the delivery callbacks
         self._in_flight = 0
+        self.producer_id = uuid.uuid4().hex[:12]  # per process: a restarted worker numbers from 0 again
+        self._key = self.producer_id.encode()
+        self._seq = self._row = 0  # the next message's number and first row; only the publisher thread sends
         self.stats = dict.fromkeys(
             ("messages_sent", "batches_sent", "rows_sent", "batches_dropped", "rows_dropped", "send_errors"), 0
         )
@@ -120,7 +134,11 @@ class InputPublisher:
             with self._lock:
                 self._in_flight += 1
             try:
-                future = producer.send(self.topic, input_message(model, version, features, rows))
+                raw = input_message(model, version, features, rows, (self.producer_id, self._seq, self._row))
+                self._seq, self._row = self._seq + 1, self._row + len(rows)
+                # Keyed by the producer: on a topic of several partitions (a restarted Tansu's
+                # 4) each producer's messages still keep one partition and their order.
+                future = producer.send(self.topic, raw, key=self._key)
             except Exception as exc:  # noqa: BLE001 - the producer is unusable: count, drop, reconnect
                 self._failed(len(rows), batches, exc)
                 unsent = messages[i + 1 :]

@@ -212,3 +212,20 @@ def test_the_consumer_takes_its_verdict_settings_from_the_stacks_drift_section(t
     (tmp_path / "stack.yaml").write_text(yaml.safe_dump(raw))
     v = ConsumerSettings.from_stack(load_stack(tmp_path / "stack.yaml")).verdict
     assert (v.max_rows, v.min_rows, v.every, v.alpha) == (3000, 700, 100, 0.01)
+
+
+def test_a_message_read_again_is_counted_as_a_duplicate_not_as_rows_and_a_gap_is_counted(tmp_path):
+    consumer, registry = make_consumer(tmp_path)
+    stamped = [encode("regressor", "1.0", ["x1", "x2"], [[0.2, 0.6]] * 3, ("p1", s, 3 * s)) for s in range(4)]
+    assert all(consumer.process(raw) for raw in stamped[:2])
+    assert not any(consumer.process(raw) for raw in stamped[:2])  # read again (a topic re-read from 0)
+    assert consumer.process(stamped[3])  # seq 2 never arrives
+    labels = {"model": "regressor", "version": "1.0", "feature": "x1"}
+    assert sample(registry, "twinserve_drift_count", **labels) == 9
+    assert sample(registry, "twinserve_drift_duplicate_messages_total") == 2
+    assert sample(registry, "twinserve_drift_gap_messages_total") == 1
+    assert sample(registry, "twinserve_drift_gap_rows_total") == 3
+    assert sample(registry, "twinserve_drift_messages_total") == 3
+    plain = encode("regressor", "1.0", ["x1", "x2"], [[0.2, 0.6]])
+    assert consumer.process(plain) and consumer.process(plain)  # unstamped (the simulator's): taken as it comes
+    assert sample(registry, "twinserve_drift_count", **labels) == 11

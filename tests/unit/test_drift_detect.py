@@ -199,3 +199,25 @@ def test_bad_verdict_settings_are_one_line_naming_the_key(raw, message):
     with pytest.raises(ConfigError) as err:
         VerdictSettings.from_mapping(raw, "stack.yaml: drift.verdict")
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("recent_z", [4.5, 1e9])
+def test_a_mean_moved_in_the_last_rows_is_drifted_at_once_by_the_short_window_rule(recent_z):
+    """Issue 23, item 11: on the 2,000-row window a mean moved only in its last 500 rows is diluted
+    (a small Wasserstein distance, waiting for confirmation); the short window's z-score sees it at
+    once. With the rule switched off (recent_z 1e9) the same evaluation waits."""
+    settings = VerdictSettings(min_rows=500, every=500, max_rows=2000, recent_rows=500, recent_z=recent_z)
+    grid = (np.arange(500) + 0.5) / 500
+    w = window(settings)
+    verdicts = feed(w, np.concatenate([np.tile(grid, 3), grid + 0.08]), np.tile(grid, 4), per=500)
+    calm, last = verdicts[-2], verdicts[-1]
+    assert not calm.detected and abs(calm.features["x1"]["recent_zscore"]) < 1
+    stats = last.features["x1"]
+    assert stats["recent_zscore"] > 6 and abs(stats["zscore"]) < 4 and stats["wasserstein"] < 0.15
+    assert last.flags["x1"]["recent_zscore"] == (recent_z == 4.5)
+    assert last.detected == (recent_z == 4.5)
+
+
+def test_the_short_window_is_not_longer_than_the_window():
+    with pytest.raises(ConfigError, match="recent_rows 3000 exceeds max_rows 2000"):
+        VerdictSettings.from_mapping({"recent_rows": 3000}, "stack.yaml: drift.verdict")

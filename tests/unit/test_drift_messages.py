@@ -77,3 +77,23 @@ def test_the_batch_decoder_gives_decodes_values_as_one_array(raw):
 
 def test_a_message_without_rows_is_valid_and_empty():
     assert decode(b'{"model": "m", "version": "1", "features": ["x1"], "rows": []}').rows == []
+
+
+def test_the_publishers_stamp_reaches_the_consumer_and_a_partial_or_bad_one_is_refused():
+    raw = input_message("regressor", "1.0", ["x1"], [[0.2]], ("3f9c", 7, 120))
+    assert raw == encode("regressor", "1.0", ["x1"], [[0.2]], ("3f9c", 7, 120))
+    batch = decode_batch(raw)
+    assert (batch.producer, batch.seq, batch.row) == ("3f9c", 7, 120)
+    assert decode_batch(encode("regressor", "1.0", ["x1"], [[0.2]])).producer is None  # unstamped: the simulator's
+    head = '{"model": "m", "version": "1", "features": ["x1"], "rows": [[1]]'
+    for stamp, reason in (
+        (', "producer": "a", "seq": 1', "come together"),
+        (', "seq": 1, "row": 0', "come together"),
+        (', "producer": 3, "seq": 1, "row": 0', "must be a string"),
+        (', "producer": "a", "seq": -1, "row": 0', "integers >= 0"),
+        (', "producer": "a", "seq": true, "row": 0', "integers >= 0"),
+        (', "producer": "a", "seq": 1, "row": 2.5', "integers >= 0"),
+    ):
+        for decoder in (decode, decode_batch):
+            with pytest.raises(InvalidMessage, match=reason):
+                decoder((head + stamp + "}").encode())

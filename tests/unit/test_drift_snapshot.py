@@ -149,3 +149,24 @@ def test_the_snapshot_file_is_replaced_whole(tmp_path):
     c.save_snapshot()
     assert [p.name for p in tmp_path.iterdir() if p.name != "store"] == ["snap.json"]  # no temp file left
     assert snapshot.read(tmp_path / "snap.json", "inputs", "twinserve-drift")["features"]
+
+
+def test_the_message_ids_seen_survive_the_snapshot_so_a_re_read_after_a_restart_counts_nothing_twice(tmp_path):
+    first, registry = consumer(tmp_path)
+    stamped = [encode("plain", "1", ["x1"], [[0.4]], ("p1", s, s)) for s in range(3)]
+    assert all(first.process(raw) for raw in stamped)
+    assert first.save_snapshot()
+    again, registry = consumer(tmp_path)
+    assert not any(again.process(raw) for raw in stamped)
+    assert registry.get_sample_value("twinserve_drift_duplicate_messages_total") == 3
+    assert registry.get_sample_value("twinserve_drift_count", {"model": "plain", "version": "1", "feature": "x1"}) == 3
+    state = json.loads((tmp_path / "snap.json").read_text())
+    del state["dedupe"]  # a snapshot from before the ids: restored, with none seen
+    (tmp_path / "snap.json").write_text(json.dumps(state))
+    older, registry = consumer(tmp_path)
+    assert registry.get_sample_value("twinserve_drift_snapshot_loads_total", {"result": "restored"}) == 1
+    assert older.process(stamped[0])
+    state["dedupe"] = {"p1": {"high": "three"}}
+    (tmp_path / "snap.json").write_text(json.dumps(state))
+    _, registry = consumer(tmp_path)
+    assert registry.get_sample_value("twinserve_drift_snapshot_loads_total", {"result": "corrupt"}) == 1

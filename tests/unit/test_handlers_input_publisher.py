@@ -23,10 +23,11 @@ class FakeFuture:
 
 class FakeProducer:
     def __init__(self, error=None):
-        self.sent, self.error = [], error
+        self.sent, self.keys, self.error = [], [], error
 
-    def send(self, topic, message):
+    def send(self, topic, message, key=None):
         self.sent.append((topic, message))
+        self.keys.append(key)
         return FakeFuture(self.error)
 
     def flush(self, timeout=None):
@@ -153,10 +154,10 @@ def test_a_failing_connection_is_retried_until_it_works(tmp_path):
 
 def test_a_producer_that_breaks_mid_flush_counts_every_batch_it_did_not_send(tmp_path):
     class BreaksOnSecondSend(FakeProducer):
-        def send(self, topic, message):
+        def send(self, topic, message, key=None):
             if self.sent:
                 raise RuntimeError("connection lost")
-            return super().send(topic, message)
+            return super().send(topic, message, key)
 
     producer = BreaksOnSecondSend()
     release = threading.Event()
@@ -176,3 +177,22 @@ def test_a_producer_that_breaks_mid_flush_counts_every_batch_it_did_not_send(tmp
         assert publisher.stats["send_errors"] == 1
     finally:
         publisher.close()
+
+
+def test_each_message_is_stamped_with_the_processs_id_its_number_and_its_first_row(tmp_path):
+    producer = FakeProducer()
+    publisher = InputPublisher("unused:9092", "inputs", tmp_path, producer_factory=lambda: producer,
+                               max_rows_per_message=3)  # fmt: skip
+    other = InputPublisher("unused:9092", "inputs", tmp_path, producer_factory=FakeProducer)
+    try:
+        for i in range(4):
+            assert publisher.publish(*KEY, [[i, 0], [i, 1]])
+        assert wait_for(lambda: publisher.stats["batches_sent"] == 4)
+    finally:
+        publisher.close()
+        other.close()
+    sent = sent_messages(producer)
+    assert [m["seq"] for m in sent] == list(range(len(sent)))
+    assert [m["row"] for m in sent] == [sum(len(m["rows"]) for m in sent[:i]) for i in range(len(sent))]
+    assert {m["producer"] for m in sent} == {publisher.producer_id} != {other.producer_id}
+    assert set(producer.keys) == {publisher.producer_id.encode()}  # one partition per producer, whatever the topic

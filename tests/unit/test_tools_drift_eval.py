@@ -130,3 +130,31 @@ def test_a_repeated_log_message_passes_once():
     once = drift_eval.Once()
     records = [logging.LogRecord("x", logging.WARNING, "", 0, "feature %s has no spread", (f,), None) for f in "aab"]
     assert [once.filter(r) for r in records] == [True, False, True]
+
+
+def test_a_run_writes_docs_only_when_asked(regressor, tmp_path, monkeypatch):
+    """Issue 23, item 7: every `make drift-eval` rewrote docs/drift.md and docs/drift-eval.png."""
+    import argparse
+    import shutil
+
+    from twinserve.cli import drift_eval as cli
+
+    for name in ("config/stack.yaml", "docs/drift.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
+    doc = (tmp_path / "docs" / "drift.md").read_text()
+    monkeypatch.setenv("TWINSERVE_HOME", str(tmp_path))
+    monkeypatch.setattr(drift_eval, "sources", lambda root, models: iter([regressor]))
+    parser = argparse.ArgumentParser()
+    cli.arguments(parser)
+    small = ["--models", "regressor", "--null-rows", "2000", "--warmup", "1000", "--after", "1000", "--repeats", "1"]
+
+    assert cli.run(parser.parse_args([*small, "--no-evidently"])) == 0
+    assert (tmp_path / "var" / "drift-eval" / "drift-eval.png").is_file()
+    assert (tmp_path / "docs" / "drift.md").read_text() == doc
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == ["drift.md"]
+
+    assert cli.run(parser.parse_args([*small, "--no-evidently", "--write-docs"])) == 0
+    assert (tmp_path / "docs" / "drift-eval.png").is_file()
+    written = (tmp_path / "docs" / "drift.md").read_text()
+    assert written != doc and "Evidently not run" in written

@@ -3,8 +3,9 @@
 Streams of the regressor's, digits' and sentiment's drift features with known changes go
 through the drift consumer's own processing (no broker, no stack needed), and through
 Evidently's data-drift preset in a venv of its own (var/evidently-venv, installed on first
-use); prints the table, writes docs/drift-eval.png and
-the table in docs/drift.md (twinserve/tools/drift_eval.py says how).
+use); prints the table and writes the plot under var/drift-eval/. Only with --write-docs
+(`make drift-eval WRITE_DOCS=1`) does it write docs/drift-eval.png and the table in
+docs/drift.md: a plain run leaves every tracked file as it was (issue 23, item 7).
 """
 
 from pathlib import Path
@@ -21,8 +22,10 @@ def arguments(parser) -> None:
     )
     parser.add_argument("--no-evidently", action="store_true", help="leave Evidently's preset out")
     parser.add_argument("--evidently-venv", type=Path, help="default: var/evidently-venv in the project")
-    parser.add_argument("--plot", type=Path, help="default: docs/drift-eval.png in the project")
-    parser.add_argument("--no-doc", action="store_true", help="print only; docs/drift.md untouched")
+    parser.add_argument("--plot", type=Path, help="default: var/drift-eval/drift-eval.png (docs/ with --write-docs)")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="write the table into docs/drift.md and the plot into docs/"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw result here")
 
 
@@ -30,5 +33,7 @@ def run(args) -> int:
     from twinserve.settings import project_dir
     from twinserve.tools import drift_eval
 
-    args.plot = args.plot or project_dir() / "docs" / "drift-eval.png"
+    root = project_dir()
+    args.plot = args.plot or (root / "docs" if args.write_docs else root / "var" / "drift-eval") / "drift-eval.png"
+    args.plot.parent.mkdir(parents=True, exist_ok=True)
     return drift_eval.report(args)

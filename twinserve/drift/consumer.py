@@ -26,7 +26,12 @@ old name. Every check_s the consumer compares the topic with what it saw
 before (twinserve/drift/topic.py); on a new topic it counts the reset
 (twinserve_drift_topic_resets_total{reason}), logs it, and reads the new
 topic from its start. Messages read from the new topic before the check are
-counted again (at least once); none is skipped. It creates the topic if the
+read again, but counted once: each message of the handler's publisher has an id
+(producer, sequence number), and the consumer takes each id once (dedupe.py),
+counting the rest (twinserve_drift_duplicate_messages_total) and the numbers
+it never saw (twinserve_drift_gap_messages_total, _gap_rows_total: lost with
+the broker, or dropped by the publisher after it numbered them). The ids seen
+are in the snapshot too. It creates the topic if the
 broker has none, so a restarted broker gets it back without `make up`.
 """
 
@@ -43,6 +48,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from twinserve.drift import snapshot
+from twinserve.drift.dedupe import Dedupe
 from twinserve.drift.detect import Verdict, VerdictSettings, VersionWindow
 from twinserve.drift.messages import InvalidMessage, decode_batch
 from twinserve.drift.stats import MAX_ABS, FeatureDrift, usable_spread
@@ -164,6 +170,18 @@ class DriftMetrics:
         )  # fmt: skip
         for result in snapshot.LOAD_RESULTS:
             self.snapshot_loads.labels(result)
+        self.duplicates = Counter(
+            "twinserve_drift_duplicate_messages", "Messages read again (the same producer and sequence number): "
+            "not counted again.", registry=registry,
+        )  # fmt: skip
+        self.gaps = Counter(
+            "twinserve_drift_gap_messages", "Sequence numbers a producer skipped: messages never read.",
+            registry=registry,
+        )  # fmt: skip
+        self.gap_rows = Counter(
+            "twinserve_drift_gap_rows", "Rows of the messages never read (twinserve_drift_gap_messages).",
+            registry=registry,
+        )  # fmt: skip
         self.snapshot_errors = Counter(
             "twinserve_drift_snapshot_write_errors", "Snapshots that could not be written.", registry=registry
         )
@@ -232,6 +250,7 @@ class DriftConsumer:
         self.topic_id: str | None = None  # the topic's id at the last check ("" if the broker gives none)
         self.verdict_times: dict[tuple[str, str], float] = {}  # (model, version) -> wall time of its last verdict
         self.changed = False  # since the last snapshot
+        self.dedupe = Dedupe()  # the message ids seen (dedupe.py)
         self._touched: set[Tracked] = set()  # features changed since the last export
         if settings.snapshot is not None:
             self.load_snapshot()
@@ -263,6 +282,14 @@ class DriftConsumer:
         except InvalidMessage:
             self.metrics.invalid.labels(MALFORMED).inc()
             return False
+        if batch.producer is not None:
+            seen = self.dedupe.see(batch.producer, batch.seq, batch.row, len(batch.values))
+            if seen.skipped:
+                self.metrics.gaps.inc(seen.skipped)
+                self.metrics.gap_rows.inc(seen.skipped_rows)
+            if not seen.first:
+                self.metrics.duplicates.inc()
+                return False
         tracked = self._tracked(batch.model, batch.version, batch.features)
         if tracked is None:
             self.metrics.invalid.labels(NO_REFERENCE).inc()
@@ -482,6 +509,7 @@ class DriftConsumer:
                 {"model": m, "version": v, "verdict_time": self.verdict_times.get((m, v)), **w.state(now)}
                 for (m, v), w in self.windows.items() if w is not None
             ],
+            "dedupe": self.dedupe.state(),
         }  # fmt: skip
 
     def save_snapshot(self) -> bool:
@@ -542,6 +570,8 @@ class DriftConsumer:
             positions = {int(p): int(o) for p, o in state["offsets"].items()}
             tid = state["topic_id"]
             tid = None if tid is None else str(tid)
+            dedupe = Dedupe(self.dedupe.window, self.dedupe.max_producers)
+            dedupe.restore(state.get("dedupe", {}))  # none in a snapshot from before the ids
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise snapshot.SnapshotRejected(snapshot.CORRUPT, f"malformed ({type(exc).__name__}: {exc})") from None
         for (model, version, feature), drift in drifts.items():
@@ -553,4 +583,4 @@ class DriftConsumer:
             self.windows[key] = window
             if window.last is not None and at is not None:
                 self._export_verdict(key, window.last, at)
-        self.positions, self.positions_tid = positions, tid
+        self.positions, self.positions_tid, self.dedupe = positions, tid, dedupe

@@ -2,7 +2,12 @@
 
 One Kafka message per TorchServe batch (handlers/tabular_handler.py writes it):
 
-    {"model": "regressor", "version": "1.0", "features": ["x1", "x2"], "rows": [[0.2, 0.6], ...]}
+    {"model": "regressor", "version": "1.0", "features": ["x1", "x2"], "rows": [[0.2, 0.6], ...],
+     "producer": "3f9c0a1b2d4e", "seq": 17, "row": 5120}
+
+"producer", "seq" and "row" (the publisher's id, the message's number and the rows that
+producer sent before it: twinserve/drift/dedupe.py) come together or not at all: a message
+without them (the simulator's, an older handler's) is taken without a duplicate check.
 
 decode() validates it; anything else raises InvalidMessage, which the consumer
 counts and skips. decode_batch() is what the consumer calls: the same checks,
@@ -14,6 +19,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+ID_KEYS = ("producer", "seq", "row")  # the message's id, all or none: twinserve/drift/dedupe.py
 
 
 class InvalidMessage(ValueError):
@@ -36,6 +43,9 @@ class Batch:
     version: str
     features: list[str]
     values: np.ndarray  # float64, shape (rows, len(features))
+    producer: str | None = None  # the message's id, or None: twinserve/drift/dedupe.py
+    seq: int | None = None
+    row: int | None = None
 
 
 def _body(raw: bytes) -> dict:
@@ -52,6 +62,13 @@ def _body(raw: bytes) -> dict:
     features = body["features"]
     if not features or not all(isinstance(f, str) for f in features):
         raise InvalidMessage('"features" must be a non-empty list of names')
+    stamped = [key in body for key in ID_KEYS]
+    if any(stamped) and not all(stamped):
+        raise InvalidMessage('"producer", "seq" and "row" come together or not at all')
+    if all(stamped):
+        counts = (body["seq"], body["row"])
+        if not isinstance(body["producer"], str) or not all(_natural(n) for n in counts):
+            raise InvalidMessage('"producer" must be a string, "seq" and "row" integers >= 0')
     return body
 
 
@@ -91,11 +108,24 @@ def decode_batch(raw: bytes) -> Batch:
         if values is not None and values.ndim == 2 and values.shape[1] == k and values.dtype.kind in "if":
             values = values.astype(np.float64, copy=False)
             if np.isfinite(values).all():
-                return Batch(body["model"], body["version"], body["features"], values)
+                return Batch(body["model"], body["version"], body["features"], values, *_id(body))
     inputs = _rows(body)
     values = np.array(inputs.rows, dtype=np.float64).reshape(len(inputs.rows), k)
-    return Batch(inputs.model, inputs.version, inputs.features, values)
+    return Batch(inputs.model, inputs.version, inputs.features, values, *_id(body))
 
 
-def encode(model: str, version: str, features: list[str], rows: list[list[float]]) -> bytes:
-    return json.dumps({"model": model, "version": version, "features": features, "rows": rows}).encode()
+def _id(body: dict) -> tuple:
+    return tuple(body.get(key) for key in ID_KEYS)
+
+
+def _natural(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+
+
+def encode(model: str, version: str, features: list[str], rows: list[list[float]], stamp: tuple | None = None) -> bytes:
+    """The message the handler's publisher writes (handlers/input_publisher.py); stamp: (producer,
+    seq, row), its id."""
+    body = {"model": model, "version": version, "features": features, "rows": rows}
+    if stamp is not None:
+        body |= dict(zip(ID_KEYS, stamp, strict=True))
+    return json.dumps(body).encode()

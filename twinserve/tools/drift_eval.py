@@ -267,7 +267,8 @@ def sources(root: Path, models: list[str]):
 
 
 def report(args) -> int:
-    """Run the evaluation (`twinserve drift-eval`): print the table, write the plot and docs/drift.md's table."""
+    """Run the evaluation (`twinserve drift-eval`): print the table, write the plot, and
+    docs/drift.md's table only if args.write_docs."""
     import time
 
     if min(args.null_rows, args.warmup, args.after, args.repeats) < 1 or args.evidently_rows < 0:
@@ -321,6 +322,6 @@ def report(args) -> int:
     print(f"plot: {args.plot}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
-    if not args.no_doc:
+    if args.write_docs:
         write_doc(f"{text}\n\n" + "".join(f"- {m}\n" for m in marks) + f"\n{note}", root / "docs" / "drift.md")
     return 0
